@@ -1,0 +1,674 @@
+import * as pulumi from "@pulumi/pulumi";
+
+/**
+ * The one place where stack configuration is read and validated. Every other module receives the
+ * typed {@link StackConfig}; none of them reads `pulumi.Config` itself, so a stack file is checked
+ * completely before a single resource is declared.
+ */
+
+export type Environment = "dev" | "staging" | "prod" | "dr";
+export type MilvusMode = "standalone" | "cluster";
+export type ObjectStore = "minio" | "azureBlob";
+export type DiskSku = "Premium_LRS" | "Premium_ZRS" | "PremiumV2_LRS";
+
+export const ENVIRONMENTS: readonly Environment[] = ["dev", "staging", "prod", "dr"];
+export const MILVUS_MODES: readonly MilvusMode[] = ["standalone", "cluster"];
+export const OBJECT_STORES: readonly ObjectStore[] = ["minio", "azureBlob"];
+export const DISK_SKUS: readonly DiskSku[] = ["Premium_LRS", "Premium_ZRS", "PremiumV2_LRS"];
+export const WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"] as const;
+export type Weekday = (typeof WEEKDAYS)[number];
+
+/** Autoscaled node pool shape. */
+export interface NodePoolConfig {
+  /** Azure VM size, e.g. `Standard_D8ds_v5`. Must have a local temp/cache disk for ephemeral OS disks. */
+  vmSize: string;
+  /** Cluster-autoscaler lower bound, per pool (and so per zone for the zonal user pools). */
+  minCount: number;
+  /** Cluster-autoscaler upper bound. */
+  maxCount: number;
+  /** Ephemeral OS disk size in GiB; must fit the VM size's cache or temp disk. */
+  osDiskSizeGB: number;
+}
+
+/** CPU/memory for one container, in Kubernetes quantity syntax. */
+export interface Resources {
+  cpu: string;
+  memory: string;
+}
+
+/** One Milvus role's sizing. */
+export interface RoleSizing {
+  replicas: number;
+  requests: Resources;
+  limits: Resources;
+}
+
+export interface MilvusConfig {
+  mode: MilvusMode;
+  /** `milvusdb/milvus` image tag, pinned (never `latest`). */
+  imageTag: string;
+  /** Standalone pod sizing (standalone mode only). */
+  standalone: RoleSizing & { diskSizeGi: number };
+  /** Cluster role sizing (cluster mode only). */
+  mixCoord: RoleSizing;
+  proxy: RoleSizing & { maxReplicas: number };
+  queryNode: RoleSizing & { maxReplicas: number; diskSizeGi: number };
+  dataNode: RoleSizing;
+  streamingNode: RoleSizing & { diskSizeGi: number };
+}
+
+export interface EtcdConfig {
+  replicas: number;
+  diskSizeGi: number;
+  /** Backend quota in bytes (DESIGN §3: 4 GiB). */
+  quotaBackendBytes: number;
+}
+
+export interface MinioConfig {
+  replicas: number;
+  diskSizeGi: number;
+}
+
+export interface BackupConfig {
+  /** Cron expression (UTC) for the scheduled backup CronJob. */
+  schedule: string;
+  retentionDays: number;
+  /** Time-based immutability on the backup container, in days; 0 disables it. */
+  immutabilityDays: number;
+  /** Collections the scheduled job backs up. */
+  collections: string[];
+}
+
+export interface MaintenanceConfig {
+  /** Day of the weekly window for Kubernetes and node-image upgrades. */
+  day: Weekday;
+  /** Start hour (UTC, 0-23). */
+  startHourUtc: number;
+  /** Window length in hours (AKS requires at least 4). */
+  durationHours: number;
+}
+
+export interface NetworkConfig {
+  vnetCidr: string;
+  nodeSubnetCidr: string;
+  endpointSubnetCidr: string;
+  podCidr: string;
+  serviceCidr: string;
+  dnsServiceIp: string;
+}
+
+export interface StackConfig {
+  /** Stack name (`pulumi.getStack()`), used as a name suffix. */
+  stack: string;
+  environment: Environment;
+  /** True for prod and dr: production rules (3 zones, cluster mode...) apply. */
+  production: boolean;
+  location: string;
+  /** Availability zones, as Azure expects them ("1", "2", "3"). */
+  zones: string[];
+  kubernetesVersion: string;
+  nodePools: {
+    system: NodePoolConfig;
+    /** Per-zone user pool for Milvus, etcd and MinIO (one pool per zone). */
+    data: NodePoolConfig;
+  };
+  /** Node drain timeout for upgrades, minutes; must exceed the longest pod grace period. */
+  drainTimeoutMinutes: number;
+  maintenance: MaintenanceConfig;
+  network: NetworkConfig;
+  /** Entra ID group object ids granted "Azure Kubernetes Service RBAC Cluster Admin". */
+  adminGroupObjectIds: string[];
+  storage: { diskSku: DiskSku };
+  milvus: MilvusConfig;
+  objectStore: ObjectStore;
+  etcd: EtcdConfig;
+  minio: MinioConfig;
+  backup: BackupConfig;
+  dr: { pairedLocation: string };
+  tags: Record<string, string>;
+}
+
+/** Milvus graceful stop can take up to 1800 s (DESIGN §2); the drain timeout must be longer. */
+export const MILVUS_TERMINATION_GRACE_SECONDS = 1800;
+
+/**
+ * Azure's documented region pairs, for regions we expect users to deploy to. A `dr.pairedLocation`
+ * outside this table is still accepted when it differs from `location`, but RA-GZRS only replicates
+ * to the Azure-chosen pair, so a mismatch is reported.
+ * https://learn.microsoft.com/azure/reliability/cross-region-replication-azure
+ */
+export const AZURE_REGION_PAIRS: Readonly<Record<string, string>> = {
+  eastus: "westus",
+  westus: "eastus",
+  eastus2: "centralus",
+  centralus: "eastus2",
+  westus2: "westcentralus",
+  westus3: "eastus",
+  northeurope: "westeurope",
+  westeurope: "northeurope",
+  uksouth: "ukwest",
+  francecentral: "francesouth",
+  germanywestcentral: "germanynorth",
+  swedencentral: "swedensouth",
+  australiaeast: "australiasoutheast",
+  japaneast: "japanwest",
+  southeastasia: "eastasia",
+  canadacentral: "canadaeast",
+};
+
+/** Defaults that differ between a small dev stack and the production shape. */
+export function defaultsFor(environment: Environment): Omit<StackConfig, "stack" | "environment" | "location" | "dr"> {
+  const production = environment === "prod" || environment === "dr";
+  const clusterRole = (replicas: number, cpu: string, memory: string): RoleSizing => ({
+    replicas,
+    requests: { cpu, memory },
+    limits: { cpu, memory },
+  });
+  return {
+    production,
+    zones: production || environment === "staging" ? ["1", "2", "3"] : ["1"],
+    kubernetesVersion: "1.33",
+    nodePools: {
+      system: production
+        ? { vmSize: "Standard_D4ds_v5", minCount: 3, maxCount: 5, osDiskSizeGB: 128 }
+        : { vmSize: "Standard_D2ds_v5", minCount: 1, maxCount: 2, osDiskSizeGB: 64 },
+      data: production
+        ? { vmSize: "Standard_E16ds_v5", minCount: 2, maxCount: 6, osDiskSizeGB: 256 }
+        : { vmSize: "Standard_D4ds_v5", minCount: 1, maxCount: 2, osDiskSizeGB: 128 },
+    },
+    // 1800 s Milvus grace period + 10 min for eviction retries and image pulls.
+    drainTimeoutMinutes: 40,
+    maintenance: { day: "Sunday", startHourUtc: 1, durationHours: 4 },
+    network: {
+      vnetCidr: "10.10.0.0/16",
+      nodeSubnetCidr: "10.10.0.0/20",
+      endpointSubnetCidr: "10.10.16.0/24",
+      podCidr: "192.168.0.0/16",
+      serviceCidr: "10.100.0.0/16",
+      dnsServiceIp: "10.100.0.10",
+    },
+    adminGroupObjectIds: [],
+    storage: { diskSku: "Premium_LRS" },
+    milvus: {
+      mode: production ? "cluster" : "standalone",
+      imageTag: "v2.6.24",
+      // The article's pod size: 8Gi/2 CPU requests; requests = limits to avoid OOM kills (#23262).
+      standalone: { ...clusterRole(1, "2", "8Gi"), diskSizeGi: 100 },
+      mixCoord: clusterRole(2, "1", "4Gi"),
+      proxy: { ...clusterRole(3, "2", "4Gi"), maxReplicas: 10 },
+      queryNode: { ...clusterRole(3, "4", "32Gi"), maxReplicas: 6, diskSizeGi: 100 },
+      dataNode: clusterRole(2, "4", "16Gi"),
+      streamingNode: { ...clusterRole(2, "2", "8Gi"), diskSizeGi: 50 },
+    },
+    objectStore: "minio",
+    etcd: { replicas: production ? 3 : 1, diskSizeGi: 20, quotaBackendBytes: 4 * 1024 ** 3 },
+    minio: { replicas: production ? 4 : 1, diskSizeGi: production ? 500 : 50 },
+    backup: { schedule: "0 2 * * *", retentionDays: 30, immutabilityDays: 0, collections: [] },
+    tags: {},
+  };
+}
+
+type Raw = Record<string, unknown>;
+
+/** Collects every problem so a stack file is reported in one pass. */
+class Problems {
+  readonly errors: pulumi.InputPropertyErrorDetails[] = [];
+  add(key: string, value: unknown, allowed: string, fix: string): void {
+    this.errors.push({
+      propertyPath: key,
+      reason: `${key} = ${describe(value)} is invalid: expected ${allowed}. ${fix}`,
+    });
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === undefined) return "(missing)";
+  return JSON.stringify(value);
+}
+
+function isObject(v: unknown): v is Raw {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+const CONFIG_NAMESPACE = "milvus-aks";
+const setHint = (key: string, example: string) =>
+  `Set it with \`pulumi config set ${CONFIG_NAMESPACE}:${key} ${example}\` or in Pulumi.<stack>.yaml.`;
+const setPathHint = (key: string, example: string) =>
+  `Set it with \`pulumi config set --path ${CONFIG_NAMESPACE}:${key} ${example}\` or in Pulumi.<stack>.yaml.`;
+
+/** Reads typed values out of the raw config object, recording a problem for each bad one. */
+class Reader {
+  constructor(
+    private readonly raw: Raw,
+    private readonly problems: Problems,
+  ) {}
+
+  private lookup(path: string): unknown {
+    let cur: unknown = this.raw;
+    for (const part of path.split(".")) {
+      if (!isObject(cur)) return undefined;
+      cur = cur[part];
+    }
+    return cur;
+  }
+
+  string(path: string, fallback: string | undefined, pattern: RegExp, allowed: string, example: string): string {
+    const v = this.lookup(path);
+    if (v === undefined) {
+      if (fallback !== undefined) return fallback;
+      this.problems.add(path, v, allowed, setPathHint(path, example));
+      return "";
+    }
+    if (typeof v !== "string" || !pattern.test(v)) {
+      this.problems.add(path, v, allowed, setPathHint(path, example));
+      return typeof v === "string" ? v : "";
+    }
+    return v;
+  }
+
+  oneOf<T extends string>(path: string, fallback: T | undefined, allowed: readonly T[]): T {
+    const v = this.lookup(path);
+    if (v === undefined && fallback !== undefined) return fallback;
+    if (typeof v === "string" && (allowed as readonly string[]).includes(v)) return v as T;
+    this.problems.add(path, v, `one of ${allowed.join(", ")}`, setPathHint(path, allowed[0] ?? ""));
+    return fallback ?? (allowed[0] as T);
+  }
+
+  int(path: string, fallback: number, min: number, max: number, unit = ""): number {
+    const v = this.lookup(path);
+    if (v === undefined) return fallback;
+    // Pulumi's CLI stores `config set` values as strings; accept numeric strings too.
+    const n = typeof v === "string" && /^-?\d+$/.test(v) ? Number(v) : v;
+    if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) {
+      this.problems.add(path, v, `an integer from ${min} to ${max}${unit}`, setPathHint(path, String(fallback)));
+      return fallback;
+    }
+    return n;
+  }
+
+  stringList(path: string, fallback: string[], pattern: RegExp, allowed: string, example: string): string[] {
+    const v = this.lookup(path);
+    if (v === undefined) return fallback;
+    if (!Array.isArray(v) || v.some((x) => typeof x !== "string" || !pattern.test(x))) {
+      this.problems.add(path, v, allowed, setPathHint(path, example));
+      return fallback;
+    }
+    return v as string[];
+  }
+
+  record(path: string): Record<string, string> {
+    const v = this.lookup(path);
+    if (v === undefined) return {};
+    if (!isObject(v) || Object.values(v).some((x) => typeof x !== "string")) {
+      this.problems.add(path, v, "a map of string tags", setPathHint(path, `'${path}.team' platform`));
+      return {};
+    }
+    return v as Record<string, string>;
+  }
+}
+
+const QUANTITY_CPU = /^(\d+(\.\d+)?|\d+m)$/;
+const QUANTITY_MEM = /^\d+(\.\d+)?(Ki|Mi|Gi|Ti)$/;
+const VM_SIZE = /^Standard_[A-Za-z0-9_]+$/;
+const K8S_VERSION = /^1\.(2[89]|3\d)(\.\d+)?$/;
+const IMAGE_TAG = /^v?\d+\.\d+\.\d+(-[A-Za-z0-9.]+)?$/;
+const REGION = /^[a-z]+[a-z0-9]*$/;
+const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
+const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+const GUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+const COLLECTION = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
+const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
+
+/** Five-field cron, numeric fields only: CronJob accepts more, but this is what we document and test. */
+export function isValidCron(expr: string): boolean {
+  const fields = expr.trim().split(/\s+/);
+  const ranges: [number, number][] = [
+    [0, 59],
+    [0, 23],
+    [1, 31],
+    [1, 12],
+    [0, 6],
+  ];
+  if (fields.length !== 5) return false;
+  return fields.every((f, i) => {
+    if (!CRON_FIELD.test(f)) return false;
+    const [lo, hi] = ranges[i] ?? [0, 0];
+    return (f.match(/\d+/g) ?? []).every((d, j, all) => {
+      // Step values ("*/15") are not range-bound; everything else is.
+      const isStep = f.includes("/") && j === all.length - 1;
+      const n = Number(d);
+      return isStep ? n >= 1 : n >= lo && n <= hi;
+    });
+  });
+}
+
+function cidrRange(cidr: string): [number, number] | undefined {
+  const m = CIDR.exec(cidr);
+  if (!m) return undefined;
+  const octets = m.slice(1, 5).map(Number);
+  const bits = Number(m[5]);
+  if (octets.some((o) => o > 255) || bits > 32) return undefined;
+  const base = octets.reduce((acc, o) => acc * 256 + o, 0);
+  const size = 2 ** (32 - bits);
+  const start = base - (base % size);
+  return [start, start + size - 1];
+}
+
+function ipValue(ip: string): number | undefined {
+  const m = IPV4.exec(ip);
+  if (!m) return undefined;
+  const octets = m.slice(1, 5).map(Number);
+  if (octets.some((o) => o > 255)) return undefined;
+  return octets.reduce((acc, o) => acc * 256 + o, 0);
+}
+
+const within = (inner: [number, number], outer: [number, number]) => inner[0] >= outer[0] && inner[1] <= outer[1];
+const overlaps = (a: [number, number], b: [number, number]) => a[0] <= b[1] && b[0] <= a[1];
+
+function parseQuantity(q: string): number {
+  const m = /^(\d+(?:\.\d+)?)(m|Ki|Mi|Gi|Ti)?$/.exec(q);
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  const mult: Record<string, number> = { m: 0.001, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4 };
+  return n * (m[2] ? (mult[m[2]] ?? NaN) : 1);
+}
+
+/**
+ * Validates a stack's raw configuration (the `milvus-aks:*` keys as an object) and returns the typed
+ * config. Throws one {@link pulumi.InputPropertiesError} listing every problem found.
+ */
+export function parseStackConfig(stack: string, raw: Raw): StackConfig {
+  const problems = new Problems();
+  const r = new Reader(raw, problems);
+
+  const environment = r.oneOf<Environment>("environment", undefined, ENVIRONMENTS);
+  const d = defaultsFor(environment);
+  const location = r.string("location", undefined, REGION, "an Azure region name such as westeurope", "westeurope");
+
+  const zones = r.stringList("zones", d.zones, /^.*$/, 'a list of availability zones, e.g. ["1","2","3"]', "'[\"1\",\"2\",\"3\"]'");
+  const badZones = zones.filter((z) => !["1", "2", "3"].includes(z));
+  if (badZones.length > 0 || zones.length === 0 || new Set(zones).size !== zones.length) {
+    problems.add(
+      "zones",
+      zones,
+      'distinct zones from "1", "2", "3" (Azure regions have at most three)',
+      setHint("zones", "'[\"1\",\"2\",\"3\"]'"),
+    );
+  }
+
+  const kubernetesVersion = r.string(
+    "kubernetesVersion",
+    d.kubernetesVersion,
+    K8S_VERSION,
+    'a supported AKS version "1.MINOR" or "1.MINOR.PATCH" (1.28 or newer), e.g. "1.33"',
+    "1.33",
+  );
+
+  const pool = (name: "system" | "data"): NodePoolConfig => {
+    const def = d.nodePools[name];
+    const p = `nodePools.${name}`;
+    const result: NodePoolConfig = {
+      vmSize: r.string(`${p}.vmSize`, def.vmSize, VM_SIZE, "an Azure VM size such as Standard_D8ds_v5", def.vmSize),
+      minCount: r.int(`${p}.minCount`, def.minCount, name === "system" ? 1 : 0, 1000),
+      maxCount: r.int(`${p}.maxCount`, def.maxCount, 1, 1000),
+      osDiskSizeGB: r.int(`${p}.osDiskSizeGB`, def.osDiskSizeGB, 30, 2048, " GiB"),
+    };
+    if (result.minCount > result.maxCount) {
+      problems.add(
+        `${p}.minCount`,
+        result.minCount,
+        `a value no larger than ${p}.maxCount (${result.maxCount})`,
+        `Lower ${p}.minCount or raise ${p}.maxCount.`,
+      );
+    }
+    return result;
+  };
+  const nodePools = { system: pool("system"), data: pool("data") };
+
+  const drainTimeoutMinutes = r.int("drainTimeoutMinutes", d.drainTimeoutMinutes, 1, 1440, " minutes");
+  if (drainTimeoutMinutes * 60 <= MILVUS_TERMINATION_GRACE_SECONDS) {
+    problems.add(
+      "drainTimeoutMinutes",
+      drainTimeoutMinutes,
+      `more than ${MILVUS_TERMINATION_GRACE_SECONDS / 60} minutes, Milvus's graceful-stop budget`,
+      "A shorter drain would kill Milvus pods mid-shutdown during upgrades; raise it (default 40).",
+    );
+  }
+
+  const maintenance: MaintenanceConfig = {
+    day: r.oneOf<Weekday>("maintenance.day", d.maintenance.day, WEEKDAYS),
+    startHourUtc: r.int("maintenance.startHourUtc", d.maintenance.startHourUtc, 0, 23),
+    durationHours: r.int("maintenance.durationHours", d.maintenance.durationHours, 4, 24, " hours (AKS minimum is 4)"),
+  };
+
+  const cidr = (key: keyof NetworkConfig) =>
+    r.string(`network.${key}`, d.network[key], CIDR, "an IPv4 CIDR such as 10.10.0.0/16", d.network[key]);
+  const network: NetworkConfig = {
+    vnetCidr: cidr("vnetCidr"),
+    nodeSubnetCidr: cidr("nodeSubnetCidr"),
+    endpointSubnetCidr: cidr("endpointSubnetCidr"),
+    podCidr: cidr("podCidr"),
+    serviceCidr: cidr("serviceCidr"),
+    dnsServiceIp: r.string("network.dnsServiceIp", d.network.dnsServiceIp, IPV4, "an IPv4 address", d.network.dnsServiceIp),
+  };
+  const ranges = {
+    vnet: cidrRange(network.vnetCidr),
+    node: cidrRange(network.nodeSubnetCidr),
+    endpoint: cidrRange(network.endpointSubnetCidr),
+    pod: cidrRange(network.podCidr),
+    service: cidrRange(network.serviceCidr),
+  };
+  if (ranges.vnet && ranges.node && !within(ranges.node, ranges.vnet)) {
+    problems.add("network.nodeSubnetCidr", network.nodeSubnetCidr, `a range inside network.vnetCidr (${network.vnetCidr})`, "Pick a subnet of the VNet.");
+  }
+  if (ranges.vnet && ranges.endpoint && !within(ranges.endpoint, ranges.vnet)) {
+    problems.add("network.endpointSubnetCidr", network.endpointSubnetCidr, `a range inside network.vnetCidr (${network.vnetCidr})`, "Pick a subnet of the VNet.");
+  }
+  if (ranges.node && ranges.endpoint && overlaps(ranges.node, ranges.endpoint)) {
+    problems.add("network.endpointSubnetCidr", network.endpointSubnetCidr, `a range that does not overlap network.nodeSubnetCidr (${network.nodeSubnetCidr})`, "Move one of the subnets.");
+  }
+  for (const key of ["pod", "service"] as const) {
+    const rg = ranges[key];
+    if (rg && ranges.vnet && overlaps(rg, ranges.vnet)) {
+      problems.add(`network.${key}Cidr`, network[`${key}Cidr`], `a range outside network.vnetCidr (${network.vnetCidr})`, "Overlay pod and service ranges must not overlap the VNet.");
+    }
+  }
+  const dns = ipValue(network.dnsServiceIp);
+  if (dns !== undefined && ranges.service && !(dns >= ranges.service[0] && dns <= ranges.service[1])) {
+    problems.add("network.dnsServiceIp", network.dnsServiceIp, `an address inside network.serviceCidr (${network.serviceCidr})`, "Use e.g. the .10 address of the service range.");
+  }
+
+  const adminGroupObjectIds = r.stringList("adminGroupObjectIds", d.adminGroupObjectIds, GUID, "a list of Entra ID group object ids (GUIDs)", "'[\"00000000-0000-0000-0000-000000000000\"]'");
+  if (d.production && adminGroupObjectIds.length === 0) {
+    problems.add(
+      "adminGroupObjectIds",
+      adminGroupObjectIds,
+      "at least one Entra ID group in production (local accounts are disabled, so nobody could administer the cluster otherwise)",
+      setPathHint("'adminGroupObjectIds[0]'", "<group-object-id>"),
+    );
+  }
+
+  const diskSku = r.oneOf<DiskSku>("storage.diskSku", d.storage.diskSku, DISK_SKUS);
+
+  const sizing = (role: string, def: RoleSizing, minReplicas: number, maxReplicas: number): RoleSizing => {
+    const p = `milvus.${role}`;
+    const s: RoleSizing = {
+      replicas: r.int(`${p}.replicas`, def.replicas, minReplicas, maxReplicas),
+      requests: {
+        cpu: r.string(`${p}.requests.cpu`, def.requests.cpu, QUANTITY_CPU, 'a CPU quantity such as "2" or "500m"', def.requests.cpu),
+        memory: r.string(`${p}.requests.memory`, def.requests.memory, QUANTITY_MEM, 'a memory quantity such as "8Gi"', def.requests.memory),
+      },
+      limits: {
+        cpu: r.string(`${p}.limits.cpu`, def.limits.cpu, QUANTITY_CPU, 'a CPU quantity such as "2" or "500m"', def.limits.cpu),
+        memory: r.string(`${p}.limits.memory`, def.limits.memory, QUANTITY_MEM, 'a memory quantity such as "8Gi"', def.limits.memory),
+      },
+    };
+    for (const res of ["cpu", "memory"] as const) {
+      if (parseQuantity(s.requests[res]) > parseQuantity(s.limits[res])) {
+        problems.add(`${p}.requests.${res}`, s.requests[res], `no more than ${p}.limits.${res} (${s.limits[res]})`, "Kubernetes rejects requests above limits.");
+      }
+    }
+    return s;
+  };
+
+  const mode = r.oneOf<MilvusMode>("milvus.mode", d.milvus.mode, MILVUS_MODES);
+  const dm = d.milvus;
+  const milvus: MilvusConfig = {
+    mode,
+    imageTag: r.string("milvus.imageTag", dm.imageTag, IMAGE_TAG, 'a pinned Milvus 2.6 release tag such as "v2.6.24" (never "latest")', dm.imageTag),
+    // Standalone embeds the coordinators and a local WAL: more than one replica is invalid (DESIGN §2, milvus#28063).
+    standalone: { ...sizing("standalone", dm.standalone, 1, 1), diskSizeGi: r.int("milvus.standalone.diskSizeGi", dm.standalone.diskSizeGi, 10, 32767, " GiB") },
+    // Active-standby needs exactly one standby; more only adds idle pods.
+    mixCoord: sizing("mixCoord", dm.mixCoord, 2, 3),
+    proxy: { ...sizing("proxy", dm.proxy, 2, 100), maxReplicas: r.int("milvus.proxy.maxReplicas", dm.proxy.maxReplicas, 2, 200) },
+    queryNode: {
+      ...sizing("queryNode", dm.queryNode, 2, 100),
+      maxReplicas: r.int("milvus.queryNode.maxReplicas", dm.queryNode.maxReplicas, 2, 200),
+      diskSizeGi: r.int("milvus.queryNode.diskSizeGi", dm.queryNode.diskSizeGi, 10, 32767, " GiB"),
+    },
+    dataNode: sizing("dataNode", dm.dataNode, 2, 100),
+    streamingNode: { ...sizing("streamingNode", dm.streamingNode, 2, 100), diskSizeGi: r.int("milvus.streamingNode.diskSizeGi", dm.streamingNode.diskSizeGi, 10, 32767, " GiB") },
+  };
+  const imageMinor = /^v?2\.(\d+)\.(\d+)/.exec(milvus.imageTag);
+  if (milvus.imageTag && (!imageMinor || Number(imageMinor[1]) !== 6 || Number(imageMinor[2]) < 10)) {
+    problems.add("milvus.imageTag", milvus.imageTag, "a Milvus 2.6 patch release >= v2.6.10 (Azure Blob fixes, CVE-2025-64513)", setPathHint("milvus.imageTag", "v2.6.24"));
+  }
+  for (const role of ["proxy", "queryNode"] as const) {
+    if (milvus[role].maxReplicas < milvus[role].replicas) {
+      problems.add(`milvus.${role}.maxReplicas`, milvus[role].maxReplicas, `at least milvus.${role}.replicas (${milvus[role].replicas})`, "The autoscaler's maximum cannot be below its minimum.");
+    }
+  }
+  if (milvus.queryNode.requests.memory !== milvus.queryNode.limits.memory) {
+    problems.add("milvus.queryNode.requests.memory", milvus.queryNode.requests.memory, `equal to milvus.queryNode.limits.memory (${milvus.queryNode.limits.memory})`, "Query nodes must not be overcommitted on memory (OOM kills, milvus#23262).");
+  }
+
+  const objectStore = r.oneOf<ObjectStore>("objectStore", d.objectStore, OBJECT_STORES);
+
+  const etcd: EtcdConfig = {
+    replicas: r.int("etcd.replicas", d.etcd.replicas, 1, 7),
+    diskSizeGi: r.int("etcd.diskSizeGi", d.etcd.diskSizeGi, 1, 1024, " GiB"),
+    quotaBackendBytes: r.int("etcd.quotaBackendBytes", d.etcd.quotaBackendBytes, 1024 ** 3, 8 * 1024 ** 3, " bytes (etcd's supported maximum is 8 GiB)"),
+  };
+  if (etcd.replicas % 2 === 0) {
+    problems.add("etcd.replicas", etcd.replicas, "an odd member count (1, 3, 5 or 7)", "An even etcd cluster tolerates no more failures than the odd one below it.");
+  }
+  const minio: MinioConfig = {
+    replicas: r.int("minio.replicas", d.minio.replicas, 1, 32),
+    diskSizeGi: r.int("minio.diskSizeGi", d.minio.diskSizeGi, 10, 32767, " GiB"),
+  };
+  if (minio.replicas !== 1 && minio.replicas < 4) {
+    problems.add("minio.replicas", minio.replicas, "1 (single node) or at least 4 (distributed erasure coding)", "MinIO's distributed mode needs 4 or more drives.");
+  }
+
+  const schedule = r.string("backup.schedule", d.backup.schedule, /^.*$/, "", "");
+  if (!isValidCron(schedule)) {
+    problems.add("backup.schedule", schedule, 'a five-field cron expression in UTC, e.g. "0 2 * * *"', setPathHint("backup.schedule", "'0 2 * * *'"));
+  }
+  const backup: BackupConfig = {
+    schedule,
+    retentionDays: r.int("backup.retentionDays", d.backup.retentionDays, 1, 36500, " days"),
+    immutabilityDays: r.int("backup.immutabilityDays", d.backup.immutabilityDays, 0, 146000, " days (0 disables immutability)"),
+    collections: r.stringList("backup.collections", d.backup.collections, COLLECTION, "a list of Milvus collection names", "'[\"docs\"]'"),
+  };
+  if (backup.immutabilityDays > backup.retentionDays) {
+    problems.add("backup.immutabilityDays", backup.immutabilityDays, `at most backup.retentionDays (${backup.retentionDays})`, "Immutable blobs cannot be deleted by retention; lower it or raise the retention.");
+  }
+
+  const pairedLocation = r.string("dr.pairedLocation", undefined, REGION, "the Azure region paired with location, e.g. northeurope", "northeurope");
+  if (pairedLocation && pairedLocation === location) {
+    problems.add("dr.pairedLocation", pairedLocation, "a region different from location", "Failover needs a second region.");
+  } else if (location && pairedLocation && AZURE_REGION_PAIRS[location] !== undefined && AZURE_REGION_PAIRS[location] !== pairedLocation) {
+    problems.add("dr.pairedLocation", pairedLocation, `${AZURE_REGION_PAIRS[location]}, the Azure pair of ${location}`, "RA-GZRS replicates only to the Azure-chosen pair.");
+  }
+
+  if (d.production) {
+    if (zones.length < 3) {
+      problems.add("zones", zones, `all three zones ["1","2","3"] in ${environment}`, "Production must survive the loss of one zone.");
+    }
+    if (mode !== "cluster") {
+      problems.add("milvus.mode", mode, `"cluster" in ${environment}`, "Standalone Milvus is a single pod: use it for dev only.");
+    }
+    if (etcd.replicas < 3) {
+      problems.add("etcd.replicas", etcd.replicas, `at least 3 in ${environment}`, "A single etcd member is a single point of failure.");
+    }
+    if (objectStore === "minio" && minio.replicas < 4) {
+      problems.add("minio.replicas", minio.replicas, `at least 4 in ${environment}`, "Single-node MinIO has no redundancy.");
+    }
+  }
+  if (mode === "cluster" && zones.length < 3 && environment !== "dev") {
+    problems.add("milvus.mode", mode, `"standalone", or cluster mode with 3 zones`, "Cluster mode's zone spreading needs three zones outside dev.");
+  }
+
+  const tags = r.record("tags");
+
+  if (problems.errors.length > 0) {
+    throw new pulumi.InputPropertiesError({
+      message: `Stack "${stack}" has ${problems.errors.length} configuration problem(s):\n${problems.errors
+        .map((e) => `  - ${e.reason}`)
+        .join("\n")}`,
+      errors: problems.errors,
+    });
+  }
+
+  return {
+    stack,
+    environment,
+    production: d.production,
+    location,
+    zones,
+    kubernetesVersion,
+    nodePools,
+    drainTimeoutMinutes,
+    maintenance,
+    network,
+    adminGroupObjectIds,
+    storage: { diskSku },
+    milvus,
+    objectStore,
+    etcd,
+    minio,
+    backup,
+    dr: { pairedLocation },
+    tags: { environment, "managed-by": "pulumi", project: "milvus-aks", ...tags },
+  };
+}
+
+/** Reads the current stack's `milvus-aks:*` keys and validates them. */
+export function loadStackConfig(): StackConfig {
+  const cfg = new pulumi.Config(CONFIG_NAMESPACE);
+  const keys = [
+    "environment",
+    "location",
+    "zones",
+    "kubernetesVersion",
+    "nodePools",
+    "drainTimeoutMinutes",
+    "maintenance",
+    "network",
+    "adminGroupObjectIds",
+    "storage",
+    "milvus",
+    "objectStore",
+    "etcd",
+    "minio",
+    "backup",
+    "dr",
+    "tags",
+  ];
+  const raw: Raw = {};
+  for (const key of keys) {
+    const text = cfg.get(key);
+    if (text === undefined) continue;
+    // Structured values arrive as JSON text; scalars stay strings so "1.33" is not read as a number.
+    if (/^\s*[[{]/.test(text)) {
+      try {
+        raw[key] = JSON.parse(text);
+      } catch {
+        raw[key] = text;
+      }
+    } else {
+      raw[key] = text;
+    }
+  }
+  return parseStackConfig(pulumi.getStack(), raw);
+}
