@@ -15,7 +15,15 @@ export const ENVIRONMENTS: readonly Environment[] = ["dev", "staging", "prod", "
 export const MILVUS_MODES: readonly MilvusMode[] = ["standalone", "cluster"];
 export const OBJECT_STORES: readonly ObjectStore[] = ["minio", "azureBlob"];
 export const DISK_SKUS: readonly DiskSku[] = ["Premium_LRS", "Premium_ZRS", "PremiumV2_LRS"];
-export const WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"] as const;
+export const WEEKDAYS = [
+  "Sunday",
+  "Monday",
+  "Tuesday",
+  "Wednesday",
+  "Thursday",
+  "Friday",
+  "Saturday",
+] as const;
 export type Weekday = (typeof WEEKDAYS)[number];
 
 /** Autoscaled node pool shape. */
@@ -137,7 +145,7 @@ export const MILVUS_TERMINATION_GRACE_SECONDS = 1800;
  * to the Azure-chosen pair, so a mismatch is reported.
  * https://learn.microsoft.com/azure/reliability/cross-region-replication-azure
  */
-export const AZURE_REGION_PAIRS: Readonly<Record<string, string>> = {
+export const AZURE_REGION_PAIRS: Readonly<Partial<Record<string, string>>> = {
   eastus: "westus",
   westus: "eastus",
   eastus2: "centralus",
@@ -157,7 +165,9 @@ export const AZURE_REGION_PAIRS: Readonly<Record<string, string>> = {
 };
 
 /** Defaults that differ between a small dev stack and the production shape. */
-export function defaultsFor(environment: Environment): Omit<StackConfig, "stack" | "environment" | "location" | "dr"> {
+export function defaultsFor(
+  environment: Environment,
+): Omit<StackConfig, "stack" | "environment" | "location" | "dr"> {
   const production = environment === "prod" || environment === "dr";
   const clusterRole = (replicas: number, cpu: string, memory: string): RoleSizing => ({
     replicas,
@@ -252,7 +262,13 @@ class Reader {
     return cur;
   }
 
-  string(path: string, fallback: string | undefined, pattern: RegExp, allowed: string, example: string): string {
+  string(
+    path: string,
+    fallback: string | undefined,
+    pattern: RegExp,
+    allowed: string,
+    example: string,
+  ): string {
     const v = this.lookup(path);
     if (v === undefined) {
       if (fallback !== undefined) return fallback;
@@ -270,8 +286,8 @@ class Reader {
     const v = this.lookup(path);
     if (v === undefined && fallback !== undefined) return fallback;
     if (typeof v === "string" && (allowed as readonly string[]).includes(v)) return v as T;
-    this.problems.add(path, v, `one of ${allowed.join(", ")}`, setPathHint(path, allowed[0] ?? ""));
-    return fallback ?? (allowed[0] as T);
+    this.problems.add(path, v, `one of ${allowed.join(", ")}`, setPathHint(path, allowed.join("|")));
+    return fallback ?? allowed[0];
   }
 
   int(path: string, fallback: number, min: number, max: number, unit = ""): number {
@@ -280,7 +296,12 @@ class Reader {
     // Pulumi's CLI stores `config set` values as strings; accept numeric strings too.
     const n = typeof v === "string" && /^-?\d+$/.test(v) ? Number(v) : v;
     if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) {
-      this.problems.add(path, v, `an integer from ${min} to ${max}${unit}`, setPathHint(path, String(fallback)));
+      this.problems.add(
+        path,
+        v,
+        `an integer from ${min} to ${max}${unit}`,
+        setPathHint(path, String(fallback)),
+      );
       return fallback;
     }
     return n;
@@ -362,7 +383,8 @@ function ipValue(ip: string): number | undefined {
   return octets.reduce((acc, o) => acc * 256 + o, 0);
 }
 
-const within = (inner: [number, number], outer: [number, number]) => inner[0] >= outer[0] && inner[1] <= outer[1];
+const within = (inner: [number, number], outer: [number, number]) =>
+  inner[0] >= outer[0] && inner[1] <= outer[1];
 const overlaps = (a: [number, number], b: [number, number]) => a[0] <= b[1] && b[0] <= a[1];
 
 function parseQuantity(q: string): number {
@@ -383,16 +405,28 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
 
   const environment = r.oneOf<Environment>("environment", undefined, ENVIRONMENTS);
   const d = defaultsFor(environment);
-  const location = r.string("location", undefined, REGION, "an Azure region name such as westeurope", "westeurope");
+  const location = r.string(
+    "location",
+    undefined,
+    REGION,
+    "an Azure region name such as westeurope",
+    "westeurope",
+  );
 
-  const zones = r.stringList("zones", d.zones, /^.*$/, 'a list of availability zones, e.g. ["1","2","3"]', "'[\"1\",\"2\",\"3\"]'");
+  const zones = r.stringList(
+    "zones",
+    d.zones,
+    /^.*$/,
+    'a list of availability zones, e.g. ["1","2","3"]',
+    '\'["1","2","3"]\'',
+  );
   const badZones = zones.filter((z) => !["1", "2", "3"].includes(z));
   if (badZones.length > 0 || zones.length === 0 || new Set(zones).size !== zones.length) {
     problems.add(
       "zones",
       zones,
       'distinct zones from "1", "2", "3" (Azure regions have at most three)',
-      setHint("zones", "'[\"1\",\"2\",\"3\"]'"),
+      setHint("zones", '\'["1","2","3"]\''),
     );
   }
 
@@ -408,7 +442,13 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
     const def = d.nodePools[name];
     const p = `nodePools.${name}`;
     const result: NodePoolConfig = {
-      vmSize: r.string(`${p}.vmSize`, def.vmSize, VM_SIZE, "an Azure VM size such as Standard_D8ds_v5", def.vmSize),
+      vmSize: r.string(
+        `${p}.vmSize`,
+        def.vmSize,
+        VM_SIZE,
+        "an Azure VM size such as Standard_D8ds_v5",
+        def.vmSize,
+      ),
       minCount: r.int(`${p}.minCount`, def.minCount, name === "system" ? 1 : 0, 1000),
       maxCount: r.int(`${p}.maxCount`, def.maxCount, 1, 1000),
       osDiskSizeGB: r.int(`${p}.osDiskSizeGB`, def.osDiskSizeGB, 30, 2048, " GiB"),
@@ -438,7 +478,13 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
   const maintenance: MaintenanceConfig = {
     day: r.oneOf<Weekday>("maintenance.day", d.maintenance.day, WEEKDAYS),
     startHourUtc: r.int("maintenance.startHourUtc", d.maintenance.startHourUtc, 0, 23),
-    durationHours: r.int("maintenance.durationHours", d.maintenance.durationHours, 4, 24, " hours (AKS minimum is 4)"),
+    durationHours: r.int(
+      "maintenance.durationHours",
+      d.maintenance.durationHours,
+      4,
+      24,
+      " hours (AKS minimum is 4)",
+    ),
   };
 
   const cidr = (key: keyof NetworkConfig) =>
@@ -449,7 +495,13 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
     endpointSubnetCidr: cidr("endpointSubnetCidr"),
     podCidr: cidr("podCidr"),
     serviceCidr: cidr("serviceCidr"),
-    dnsServiceIp: r.string("network.dnsServiceIp", d.network.dnsServiceIp, IPV4, "an IPv4 address", d.network.dnsServiceIp),
+    dnsServiceIp: r.string(
+      "network.dnsServiceIp",
+      d.network.dnsServiceIp,
+      IPV4,
+      "an IPv4 address",
+      d.network.dnsServiceIp,
+    ),
   };
   const ranges = {
     vnet: cidrRange(network.vnetCidr),
@@ -459,26 +511,57 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
     service: cidrRange(network.serviceCidr),
   };
   if (ranges.vnet && ranges.node && !within(ranges.node, ranges.vnet)) {
-    problems.add("network.nodeSubnetCidr", network.nodeSubnetCidr, `a range inside network.vnetCidr (${network.vnetCidr})`, "Pick a subnet of the VNet.");
+    problems.add(
+      "network.nodeSubnetCidr",
+      network.nodeSubnetCidr,
+      `a range inside network.vnetCidr (${network.vnetCidr})`,
+      "Pick a subnet of the VNet.",
+    );
   }
   if (ranges.vnet && ranges.endpoint && !within(ranges.endpoint, ranges.vnet)) {
-    problems.add("network.endpointSubnetCidr", network.endpointSubnetCidr, `a range inside network.vnetCidr (${network.vnetCidr})`, "Pick a subnet of the VNet.");
+    problems.add(
+      "network.endpointSubnetCidr",
+      network.endpointSubnetCidr,
+      `a range inside network.vnetCidr (${network.vnetCidr})`,
+      "Pick a subnet of the VNet.",
+    );
   }
   if (ranges.node && ranges.endpoint && overlaps(ranges.node, ranges.endpoint)) {
-    problems.add("network.endpointSubnetCidr", network.endpointSubnetCidr, `a range that does not overlap network.nodeSubnetCidr (${network.nodeSubnetCidr})`, "Move one of the subnets.");
+    problems.add(
+      "network.endpointSubnetCidr",
+      network.endpointSubnetCidr,
+      `a range that does not overlap network.nodeSubnetCidr (${network.nodeSubnetCidr})`,
+      "Move one of the subnets.",
+    );
   }
   for (const key of ["pod", "service"] as const) {
     const rg = ranges[key];
     if (rg && ranges.vnet && overlaps(rg, ranges.vnet)) {
-      problems.add(`network.${key}Cidr`, network[`${key}Cidr`], `a range outside network.vnetCidr (${network.vnetCidr})`, "Overlay pod and service ranges must not overlap the VNet.");
+      problems.add(
+        `network.${key}Cidr`,
+        network[`${key}Cidr`],
+        `a range outside network.vnetCidr (${network.vnetCidr})`,
+        "Overlay pod and service ranges must not overlap the VNet.",
+      );
     }
   }
   const dns = ipValue(network.dnsServiceIp);
   if (dns !== undefined && ranges.service && !(dns >= ranges.service[0] && dns <= ranges.service[1])) {
-    problems.add("network.dnsServiceIp", network.dnsServiceIp, `an address inside network.serviceCidr (${network.serviceCidr})`, "Use e.g. the .10 address of the service range.");
+    problems.add(
+      "network.dnsServiceIp",
+      network.dnsServiceIp,
+      `an address inside network.serviceCidr (${network.serviceCidr})`,
+      "Use e.g. the .10 address of the service range.",
+    );
   }
 
-  const adminGroupObjectIds = r.stringList("adminGroupObjectIds", d.adminGroupObjectIds, GUID, "a list of Entra ID group object ids (GUIDs)", "'[\"00000000-0000-0000-0000-000000000000\"]'");
+  const adminGroupObjectIds = r.stringList(
+    "adminGroupObjectIds",
+    d.adminGroupObjectIds,
+    GUID,
+    "a list of Entra ID group object ids (GUIDs)",
+    "'[\"00000000-0000-0000-0000-000000000000\"]'",
+  );
   if (d.production && adminGroupObjectIds.length === 0) {
     problems.add(
       "adminGroupObjectIds",
@@ -495,17 +578,46 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
     const s: RoleSizing = {
       replicas: r.int(`${p}.replicas`, def.replicas, minReplicas, maxReplicas),
       requests: {
-        cpu: r.string(`${p}.requests.cpu`, def.requests.cpu, QUANTITY_CPU, 'a CPU quantity such as "2" or "500m"', def.requests.cpu),
-        memory: r.string(`${p}.requests.memory`, def.requests.memory, QUANTITY_MEM, 'a memory quantity such as "8Gi"', def.requests.memory),
+        cpu: r.string(
+          `${p}.requests.cpu`,
+          def.requests.cpu,
+          QUANTITY_CPU,
+          'a CPU quantity such as "2" or "500m"',
+          def.requests.cpu,
+        ),
+        memory: r.string(
+          `${p}.requests.memory`,
+          def.requests.memory,
+          QUANTITY_MEM,
+          'a memory quantity such as "8Gi"',
+          def.requests.memory,
+        ),
       },
       limits: {
-        cpu: r.string(`${p}.limits.cpu`, def.limits.cpu, QUANTITY_CPU, 'a CPU quantity such as "2" or "500m"', def.limits.cpu),
-        memory: r.string(`${p}.limits.memory`, def.limits.memory, QUANTITY_MEM, 'a memory quantity such as "8Gi"', def.limits.memory),
+        cpu: r.string(
+          `${p}.limits.cpu`,
+          def.limits.cpu,
+          QUANTITY_CPU,
+          'a CPU quantity such as "2" or "500m"',
+          def.limits.cpu,
+        ),
+        memory: r.string(
+          `${p}.limits.memory`,
+          def.limits.memory,
+          QUANTITY_MEM,
+          'a memory quantity such as "8Gi"',
+          def.limits.memory,
+        ),
       },
     };
     for (const res of ["cpu", "memory"] as const) {
       if (parseQuantity(s.requests[res]) > parseQuantity(s.limits[res])) {
-        problems.add(`${p}.requests.${res}`, s.requests[res], `no more than ${p}.limits.${res} (${s.limits[res]})`, "Kubernetes rejects requests above limits.");
+        problems.add(
+          `${p}.requests.${res}`,
+          s.requests[res],
+          `no more than ${p}.limits.${res} (${s.limits[res]})`,
+          "Kubernetes rejects requests above limits.",
+        );
       }
     }
     return s;
@@ -515,31 +627,61 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
   const dm = d.milvus;
   const milvus: MilvusConfig = {
     mode,
-    imageTag: r.string("milvus.imageTag", dm.imageTag, IMAGE_TAG, 'a pinned Milvus 2.6 release tag such as "v2.6.24" (never "latest")', dm.imageTag),
+    imageTag: r.string(
+      "milvus.imageTag",
+      dm.imageTag,
+      IMAGE_TAG,
+      'a pinned Milvus 2.6 release tag such as "v2.6.24" (never "latest")',
+      dm.imageTag,
+    ),
     // Standalone embeds the coordinators and a local WAL: more than one replica is invalid (DESIGN §2, milvus#28063).
-    standalone: { ...sizing("standalone", dm.standalone, 1, 1), diskSizeGi: r.int("milvus.standalone.diskSizeGi", dm.standalone.diskSizeGi, 10, 32767, " GiB") },
+    standalone: {
+      ...sizing("standalone", dm.standalone, 1, 1),
+      diskSizeGi: r.int("milvus.standalone.diskSizeGi", dm.standalone.diskSizeGi, 10, 32767, " GiB"),
+    },
     // Active-standby needs exactly one standby; more only adds idle pods.
     mixCoord: sizing("mixCoord", dm.mixCoord, 2, 3),
-    proxy: { ...sizing("proxy", dm.proxy, 2, 100), maxReplicas: r.int("milvus.proxy.maxReplicas", dm.proxy.maxReplicas, 2, 200) },
+    proxy: {
+      ...sizing("proxy", dm.proxy, 2, 100),
+      maxReplicas: r.int("milvus.proxy.maxReplicas", dm.proxy.maxReplicas, 2, 200),
+    },
     queryNode: {
       ...sizing("queryNode", dm.queryNode, 2, 100),
       maxReplicas: r.int("milvus.queryNode.maxReplicas", dm.queryNode.maxReplicas, 2, 200),
       diskSizeGi: r.int("milvus.queryNode.diskSizeGi", dm.queryNode.diskSizeGi, 10, 32767, " GiB"),
     },
     dataNode: sizing("dataNode", dm.dataNode, 2, 100),
-    streamingNode: { ...sizing("streamingNode", dm.streamingNode, 2, 100), diskSizeGi: r.int("milvus.streamingNode.diskSizeGi", dm.streamingNode.diskSizeGi, 10, 32767, " GiB") },
+    streamingNode: {
+      ...sizing("streamingNode", dm.streamingNode, 2, 100),
+      diskSizeGi: r.int("milvus.streamingNode.diskSizeGi", dm.streamingNode.diskSizeGi, 10, 32767, " GiB"),
+    },
   };
   const imageMinor = /^v?2\.(\d+)\.(\d+)/.exec(milvus.imageTag);
   if (milvus.imageTag && (!imageMinor || Number(imageMinor[1]) !== 6 || Number(imageMinor[2]) < 10)) {
-    problems.add("milvus.imageTag", milvus.imageTag, "a Milvus 2.6 patch release >= v2.6.10 (Azure Blob fixes, CVE-2025-64513)", setPathHint("milvus.imageTag", "v2.6.24"));
+    problems.add(
+      "milvus.imageTag",
+      milvus.imageTag,
+      "a Milvus 2.6 patch release >= v2.6.10 (Azure Blob fixes, CVE-2025-64513)",
+      setPathHint("milvus.imageTag", "v2.6.24"),
+    );
   }
   for (const role of ["proxy", "queryNode"] as const) {
     if (milvus[role].maxReplicas < milvus[role].replicas) {
-      problems.add(`milvus.${role}.maxReplicas`, milvus[role].maxReplicas, `at least milvus.${role}.replicas (${milvus[role].replicas})`, "The autoscaler's maximum cannot be below its minimum.");
+      problems.add(
+        `milvus.${role}.maxReplicas`,
+        milvus[role].maxReplicas,
+        `at least milvus.${role}.replicas (${milvus[role].replicas})`,
+        "The autoscaler's maximum cannot be below its minimum.",
+      );
     }
   }
   if (milvus.queryNode.requests.memory !== milvus.queryNode.limits.memory) {
-    problems.add("milvus.queryNode.requests.memory", milvus.queryNode.requests.memory, `equal to milvus.queryNode.limits.memory (${milvus.queryNode.limits.memory})`, "Query nodes must not be overcommitted on memory (OOM kills, milvus#23262).");
+    problems.add(
+      "milvus.queryNode.requests.memory",
+      milvus.queryNode.requests.memory,
+      `equal to milvus.queryNode.limits.memory (${milvus.queryNode.limits.memory})`,
+      "Query nodes must not be overcommitted on memory (OOM kills, milvus#23262).",
+    );
   }
 
   const objectStore = r.oneOf<ObjectStore>("objectStore", d.objectStore, OBJECT_STORES);
@@ -547,56 +689,140 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
   const etcd: EtcdConfig = {
     replicas: r.int("etcd.replicas", d.etcd.replicas, 1, 7),
     diskSizeGi: r.int("etcd.diskSizeGi", d.etcd.diskSizeGi, 1, 1024, " GiB"),
-    quotaBackendBytes: r.int("etcd.quotaBackendBytes", d.etcd.quotaBackendBytes, 1024 ** 3, 8 * 1024 ** 3, " bytes (etcd's supported maximum is 8 GiB)"),
+    quotaBackendBytes: r.int(
+      "etcd.quotaBackendBytes",
+      d.etcd.quotaBackendBytes,
+      1024 ** 3,
+      8 * 1024 ** 3,
+      " bytes (etcd's supported maximum is 8 GiB)",
+    ),
   };
   if (etcd.replicas % 2 === 0) {
-    problems.add("etcd.replicas", etcd.replicas, "an odd member count (1, 3, 5 or 7)", "An even etcd cluster tolerates no more failures than the odd one below it.");
+    problems.add(
+      "etcd.replicas",
+      etcd.replicas,
+      "an odd member count (1, 3, 5 or 7)",
+      "An even etcd cluster tolerates no more failures than the odd one below it.",
+    );
   }
   const minio: MinioConfig = {
     replicas: r.int("minio.replicas", d.minio.replicas, 1, 32),
     diskSizeGi: r.int("minio.diskSizeGi", d.minio.diskSizeGi, 10, 32767, " GiB"),
   };
   if (minio.replicas !== 1 && minio.replicas < 4) {
-    problems.add("minio.replicas", minio.replicas, "1 (single node) or at least 4 (distributed erasure coding)", "MinIO's distributed mode needs 4 or more drives.");
+    problems.add(
+      "minio.replicas",
+      minio.replicas,
+      "1 (single node) or at least 4 (distributed erasure coding)",
+      "MinIO's distributed mode needs 4 or more drives.",
+    );
   }
 
   const schedule = r.string("backup.schedule", d.backup.schedule, /^.*$/, "", "");
   if (!isValidCron(schedule)) {
-    problems.add("backup.schedule", schedule, 'a five-field cron expression in UTC, e.g. "0 2 * * *"', setPathHint("backup.schedule", "'0 2 * * *'"));
+    problems.add(
+      "backup.schedule",
+      schedule,
+      'a five-field cron expression in UTC, e.g. "0 2 * * *"',
+      setPathHint("backup.schedule", "'0 2 * * *'"),
+    );
   }
   const backup: BackupConfig = {
     schedule,
     retentionDays: r.int("backup.retentionDays", d.backup.retentionDays, 1, 36500, " days"),
-    immutabilityDays: r.int("backup.immutabilityDays", d.backup.immutabilityDays, 0, 146000, " days (0 disables immutability)"),
-    collections: r.stringList("backup.collections", d.backup.collections, COLLECTION, "a list of Milvus collection names", "'[\"docs\"]'"),
+    immutabilityDays: r.int(
+      "backup.immutabilityDays",
+      d.backup.immutabilityDays,
+      0,
+      146000,
+      " days (0 disables immutability)",
+    ),
+    collections: r.stringList(
+      "backup.collections",
+      d.backup.collections,
+      COLLECTION,
+      "a list of Milvus collection names",
+      "'[\"docs\"]'",
+    ),
   };
   if (backup.immutabilityDays > backup.retentionDays) {
-    problems.add("backup.immutabilityDays", backup.immutabilityDays, `at most backup.retentionDays (${backup.retentionDays})`, "Immutable blobs cannot be deleted by retention; lower it or raise the retention.");
+    problems.add(
+      "backup.immutabilityDays",
+      backup.immutabilityDays,
+      `at most backup.retentionDays (${backup.retentionDays})`,
+      "Immutable blobs cannot be deleted by retention; lower it or raise the retention.",
+    );
   }
 
-  const pairedLocation = r.string("dr.pairedLocation", undefined, REGION, "the Azure region paired with location, e.g. northeurope", "northeurope");
+  const pairedLocation = r.string(
+    "dr.pairedLocation",
+    undefined,
+    REGION,
+    "the Azure region paired with location, e.g. northeurope",
+    "northeurope",
+  );
   if (pairedLocation && pairedLocation === location) {
-    problems.add("dr.pairedLocation", pairedLocation, "a region different from location", "Failover needs a second region.");
-  } else if (location && pairedLocation && AZURE_REGION_PAIRS[location] !== undefined && AZURE_REGION_PAIRS[location] !== pairedLocation) {
-    problems.add("dr.pairedLocation", pairedLocation, `${AZURE_REGION_PAIRS[location]}, the Azure pair of ${location}`, "RA-GZRS replicates only to the Azure-chosen pair.");
+    problems.add(
+      "dr.pairedLocation",
+      pairedLocation,
+      "a region different from location",
+      "Failover needs a second region.",
+    );
+  } else if (
+    location &&
+    pairedLocation &&
+    AZURE_REGION_PAIRS[location] !== undefined &&
+    AZURE_REGION_PAIRS[location] !== pairedLocation
+  ) {
+    problems.add(
+      "dr.pairedLocation",
+      pairedLocation,
+      `${AZURE_REGION_PAIRS[location]}, the Azure pair of ${location}`,
+      "RA-GZRS replicates only to the Azure-chosen pair.",
+    );
   }
 
   if (d.production) {
     if (zones.length < 3) {
-      problems.add("zones", zones, `all three zones ["1","2","3"] in ${environment}`, "Production must survive the loss of one zone.");
+      problems.add(
+        "zones",
+        zones,
+        `all three zones ["1","2","3"] in ${environment}`,
+        "Production must survive the loss of one zone.",
+      );
     }
     if (mode !== "cluster") {
-      problems.add("milvus.mode", mode, `"cluster" in ${environment}`, "Standalone Milvus is a single pod: use it for dev only.");
+      problems.add(
+        "milvus.mode",
+        mode,
+        `"cluster" in ${environment}`,
+        "Standalone Milvus is a single pod: use it for dev only.",
+      );
     }
     if (etcd.replicas < 3) {
-      problems.add("etcd.replicas", etcd.replicas, `at least 3 in ${environment}`, "A single etcd member is a single point of failure.");
+      problems.add(
+        "etcd.replicas",
+        etcd.replicas,
+        `at least 3 in ${environment}`,
+        "A single etcd member is a single point of failure.",
+      );
     }
     if (objectStore === "minio" && minio.replicas < 4) {
-      problems.add("minio.replicas", minio.replicas, `at least 4 in ${environment}`, "Single-node MinIO has no redundancy.");
+      problems.add(
+        "minio.replicas",
+        minio.replicas,
+        `at least 4 in ${environment}`,
+        "Single-node MinIO has no redundancy.",
+      );
     }
   }
   if (mode === "cluster" && zones.length < 3 && environment !== "dev") {
-    problems.add("milvus.mode", mode, `"standalone", or cluster mode with 3 zones`, "Cluster mode's zone spreading needs three zones outside dev.");
+    problems.add(
+      "milvus.mode",
+      mode,
+      `"standalone", or cluster mode with 3 zones`,
+      "Cluster mode's zone spreading needs three zones outside dev.",
+    );
   }
 
   const tags = r.record("tags");

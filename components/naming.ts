@@ -1,0 +1,52 @@
+/**
+ * Shared Kubernetes naming and labelling conventions, so selectors written by one component (network
+ * policies, monitors, PDBs) match the pods another component creates.
+ */
+
+/** Namespace holding Milvus, etcd, MinIO and the backup worker (one NetworkPolicy boundary). */
+export const DATA_NAMESPACE = "milvus";
+/** Namespace holding kube-prometheus-stack. */
+export const MONITORING_NAMESPACE = "monitoring";
+
+export const PART_OF = "milvus-aks";
+
+/** Standard recommended labels (https://kubernetes.io/docs/concepts/overview/working-with-objects/common-labels/). */
+export function appLabels(name: string, component?: string): Record<string, string> {
+  return {
+    "app.kubernetes.io/name": name,
+    ...(component ? { "app.kubernetes.io/component": component } : {}),
+    "app.kubernetes.io/part-of": PART_OF,
+  };
+}
+
+/** Node label on the per-zone user pools that run Milvus, etcd and MinIO. */
+export const DATA_POOL_LABEL = "milvus-aks/pool";
+export const DATA_POOL_VALUE = "data";
+
+/** Azure resource names: lower-case alphanumerics, so they also fit storage-account rules. */
+export function compactName(prefix: string, stack: string, maxLength = 24): string {
+  return `${prefix}${stack}`
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, "")
+    .slice(0, maxLength);
+}
+
+/**
+ * Metrics port names the monitoring layer selects on (PodMonitor `port`); the data layer names its
+ * container ports accordingly. Milvus serves /metrics on 9091, etcd on its metrics listener, MinIO on
+ * its API port under /minio/v2/metrics/cluster.
+ */
+export const METRICS_PORT_NAME = "metrics";
+export const MILVUS_METRICS_PORT = 9091;
+export const MILVUS_GRPC_PORT = 19530;
+export const ETCD_CLIENT_PORT = 2379;
+export const ETCD_METRICS_PORT = 2381;
+export const MINIO_API_PORT = 9000;
+
+/** `app.kubernetes.io/name` values of the workloads. */
+export const APP = {
+  milvus: "milvus",
+  etcd: "etcd",
+  minio: "minio",
+  backup: "milvus-backup",
+} as const;

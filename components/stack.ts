@@ -1,0 +1,76 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as resources from "@pulumi/azure-native/resources";
+import { StackConfig } from "./config";
+import { AksClusterComponent } from "./aksCluster";
+import { BackupStorageComponent } from "./backupStorage";
+import { NetworkComponent } from "./network";
+import { compactName } from "./naming";
+
+/**
+ * Composes the whole platform from a validated config. index.ts exports what this returns; the
+ * offline renderer and the tests call it under Pulumi's mocks.
+ */
+export function createStack(cfg: StackConfig) {
+  const name = `milvus-${cfg.stack}`;
+  const tags = cfg.tags;
+
+  const rg = new resources.ResourceGroup(`${name}-rg`, { location: cfg.location, tags });
+
+  const net = new NetworkComponent(name, {
+    resourceGroupName: rg.name,
+    location: cfg.location,
+    vnetCidr: cfg.network.vnetCidr,
+    nodeSubnetCidr: cfg.network.nodeSubnetCidr,
+    endpointSubnetCidr: cfg.network.endpointSubnetCidr,
+    tags,
+  });
+
+  const aks = new AksClusterComponent(name, {
+    resourceGroupName: rg.name,
+    location: cfg.location,
+    zones: cfg.zones,
+    kubernetesVersion: cfg.kubernetesVersion,
+    nodeSubnetId: net.nodeSubnetId,
+    systemPool: cfg.nodePools.system,
+    dataPool: cfg.nodePools.data,
+    drainTimeoutMinutes: cfg.drainTimeoutMinutes,
+    maintenance: cfg.maintenance,
+    podCidr: cfg.network.podCidr,
+    serviceCidr: cfg.network.serviceCidr,
+    dnsServiceIp: cfg.network.dnsServiceIp,
+    adminGroupObjectIds: cfg.adminGroupObjectIds,
+    tags,
+  });
+
+  const backupStorage = new BackupStorageComponent(`${name}-backup`, {
+    resourceGroupName: rg.name,
+    location: cfg.location,
+    // Storage account names are global: the stack name keeps environments apart.
+    accountName: compactName("milvusbk", cfg.stack),
+    allowedSubnetId: net.nodeSubnetId,
+    retentionDays: cfg.backup.retentionDays,
+    immutabilityDays: cfg.backup.immutabilityDays,
+    tags,
+  });
+
+  // [data-layer] Kubernetes data layer is composed here (issue 3).
+
+  // [monitoring] Monitoring stack is composed here (issue 4).
+
+  return {
+    resourceGroupName: rg.name,
+    location: pulumi.output(cfg.location),
+    pairedLocation: pulumi.output(cfg.dr.pairedLocation),
+    clusterName: aks.clusterName,
+    oidcIssuerUrl: aks.oidcIssuerUrl,
+    vnetId: net.vnetId,
+    nodeSubnetId: net.nodeSubnetId,
+    backupAccountName: backupStorage.accountName,
+    backupAccountId: backupStorage.accountId,
+    backupPrimaryBlobEndpoint: backupStorage.primaryBlobEndpoint,
+    backupSecondaryBlobEndpoint: backupStorage.secondaryBlobEndpoint,
+    backupContainerName: backupStorage.containerName,
+    milvusImageTag: pulumi.output(cfg.milvus.imageTag),
+    milvusMode: pulumi.output(cfg.milvus.mode),
+  };
+}

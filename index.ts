@@ -1,0 +1,20 @@
+import { loadStackConfig } from "./components/config";
+import { createStack } from "./components/stack";
+
+// Validation runs before any resource is declared: a bad stack file fails `pulumi preview` at once
+// with every problem listed.
+const outputs = createStack(loadStackConfig());
+
+// What a DR stack in the paired region reads through a StackReference.
+export const resourceGroupName = outputs.resourceGroupName;
+export const location = outputs.location;
+export const pairedLocation = outputs.pairedLocation;
+export const clusterName = outputs.clusterName;
+export const oidcIssuerUrl = outputs.oidcIssuerUrl;
+export const backupAccountName = outputs.backupAccountName;
+export const backupAccountId = outputs.backupAccountId;
+export const backupPrimaryBlobEndpoint = outputs.backupPrimaryBlobEndpoint;
+export const backupSecondaryBlobEndpoint = outputs.backupSecondaryBlobEndpoint;
+export const backupContainerName = outputs.backupContainerName;
+export const milvusImageTag = outputs.milvusImageTag;
+export const milvusMode = outputs.milvusMode;
