@@ -34,7 +34,7 @@ export interface AksClusterArgs {
   podCidr: string;
   serviceCidr: string;
   dnsServiceIp: string;
-  /** Entra ID groups given cluster-admin through Azure RBAC. @default [] (dev only; prod requires one) */
+  /** Entra ID groups given cluster-admin through Azure RBAC; the deploying identity must be in one. @default none: at least one is required */
   adminGroupObjectIds: string[];
   /** Tags applied to every Azure resource. @default {} */
   tags?: Record<string, string>;
@@ -223,27 +223,20 @@ export class AksClusterComponent extends pulumi.ComponentResource {
     window("aksManagedAutoUpgradeSchedule");
     window("aksManagedNodeOSUpgradeSchedule");
 
-    // The identity running `pulumi up` deploys the Kubernetes layer, so it needs cluster RBAC too.
-    const adminPrincipals = [
-      ...args.adminGroupObjectIds.map((id, i) => ({
-        key: `group${i}`,
-        id: pulumi.output(id),
-        type: "Group",
-      })),
-      { key: "deployer", id: client.objectId, type: undefined },
-    ];
-    for (const p of adminPrincipals) {
+    // The identity running `pulumi up` (a person, or CI's service principal) must be a member of one
+    // of these groups to deploy the Kubernetes layer: with local accounts disabled there is no other way in.
+    args.adminGroupObjectIds.forEach((groupId, i) => {
       new authorization.RoleAssignment(
-        `${name}-rbac-admin-${p.key}`,
+        `${name}-rbac-admin-${i}`,
         {
           scope: cluster.id,
-          principalId: p.id,
-          principalType: p.type,
+          principalId: groupId,
+          principalType: "Group",
           roleDefinitionId: roleDefinitionId(BUILTIN_ROLES.aksRbacClusterAdmin),
         },
         { parent: this },
       );
-    }
+    });
 
     const creds = containerservice.listManagedClusterUserCredentialsOutput({
       resourceGroupName: args.resourceGroupName,

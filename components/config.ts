@@ -562,11 +562,11 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
     "a list of Entra ID group object ids (GUIDs)",
     "'[\"00000000-0000-0000-0000-000000000000\"]'",
   );
-  if (d.production && adminGroupObjectIds.length === 0) {
+  if (adminGroupObjectIds.length === 0) {
     problems.add(
       "adminGroupObjectIds",
       adminGroupObjectIds,
-      "at least one Entra ID group in production (local accounts are disabled, so nobody could administer the cluster otherwise)",
+      "at least one Entra ID group holding the cluster admins and the identity that runs `pulumi up` (local accounts are disabled, so nobody could deploy or administer the cluster otherwise)",
       setPathHint("'adminGroupObjectIds[0]'", "<group-object-id>"),
     );
   }

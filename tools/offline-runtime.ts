@@ -76,11 +76,18 @@ function computedOutputs(
   inputs: Record<string, unknown>,
 ): Record<string, unknown> {
   const rg = typeof inputs.resourceGroupName === "string" ? inputs.resourceGroupName : "rg";
-  const resourceName = (inputs.resourceName ??
-    inputs.accountName ??
-    inputs.virtualNetworkName ??
-    inputs.name ??
-    name) as string;
+  // The most specific name input a resource has (a container's own name, not its account's).
+  const nameKeys = [
+    "containerName",
+    "agentPoolName",
+    "configName",
+    "resourceName",
+    "accountName",
+    "virtualNetworkName",
+    "resourceGroupName",
+    "name",
+  ];
+  const resourceName = nameKeys.map((k) => inputs[k]).find((v) => typeof v === "string") ?? name;
   const provider = type.split(":")[1] ?? "unknown";
   const kind = type.split(":")[2] ?? "unknown";
   const id = `/subscriptions/${FAKE_SUBSCRIPTION}/resourceGroups/${rg}/providers/Microsoft.${provider}/${kind}/${resourceName}`;

@@ -5,7 +5,7 @@ import * as yaml from "js-yaml";
 import { kubernetesObjects, redactSecrets, renderStack, ROOT } from "./offline-runtime";
 
 /**
- * `npm run render -- <stack>`: what `pulumi up` would declare for a stack, offline.
+ * `npm run render -- <stack> [--file <stack file>]`: what `pulumi up` would declare for a stack, offline.
  * Writes out/<stack>/resources.yaml (every resource with its inputs, secrets redacted) and
  * out/<stack>/kubernetes/*.yaml (every Kubernetes object), then prints a summary.
  */
@@ -15,14 +15,18 @@ async function main(): Promise<void> {
     console.error("usage: npm run render -- <stack>   (stacks: Pulumi.<stack>.yaml at the repository root)");
     process.exit(2);
   }
-  const file = path.join(ROOT, `Pulumi.${stack}.yaml`);
+  const fileFlag = process.argv.indexOf("--file");
+  const file =
+    fileFlag > 0 && process.argv[fileFlag + 1]
+      ? path.resolve(process.argv[fileFlag + 1] ?? "")
+      : path.join(ROOT, `Pulumi.${stack}.yaml`);
   if (!fs.existsSync(file)) {
     console.error(
       `render: no stack file ${path.relative(process.cwd(), file)}; create it or pick an existing stack.`,
     );
     process.exit(2);
   }
-  const result = await renderStack(stack);
+  const result = await renderStack(stack, { stackFile: file });
   const outDir = path.join(ROOT, "out", stack);
   fs.rmSync(outDir, { recursive: true, force: true });
   fs.mkdirSync(path.join(outDir, "kubernetes"), { recursive: true });
