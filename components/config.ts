@@ -85,6 +85,16 @@ export interface BackupConfig {
   immutabilityDays: number;
   /** Collections the scheduled job backs up. */
   collections: string[];
+  /** Worker image; `registry` empty means the registry this stack creates. */
+  image: WorkerImage;
+}
+
+/** A pinned container image reference: a tag other than `latest`, or a digest (which wins). */
+export interface WorkerImage {
+  registry: string;
+  repository: string;
+  tag: string;
+  digest: string;
 }
 
 export interface MaintenanceConfig {
@@ -213,7 +223,13 @@ export function defaultsFor(
     objectStore: "minio",
     etcd: { replicas: production ? 3 : 1, diskSizeGi: 20, quotaBackendBytes: 4 * 1024 ** 3 },
     minio: { replicas: production ? 4 : 1, diskSizeGi: production ? 500 : 50 },
-    backup: { schedule: "0 2 * * *", retentionDays: 30, immutabilityDays: 0, collections: [] },
+    backup: {
+      schedule: "0 2 * * *",
+      retentionDays: 30,
+      immutabilityDays: 0,
+      collections: [],
+      image: { registry: "", repository: "milvus-backup", tag: "0.1.0", digest: "" },
+    },
     tags: {},
   };
 }
@@ -743,6 +759,38 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
       COLLECTION,
       "a list of Milvus collection names",
       "'[\"docs\"]'",
+    ),
+    image: d.backup.image,
+  };
+  const di = d.backup.image;
+  backup.image = {
+    registry: r.string(
+      "backup.image.registry",
+      di.registry,
+      /^([a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?)?$/,
+      "a registry host such as myacr.azurecr.io, or empty for the stack's own registry",
+      "myacr.azurecr.io",
+    ),
+    repository: r.string(
+      "backup.image.repository",
+      di.repository,
+      /^[a-z0-9]+([._/-][a-z0-9]+)*$/,
+      "a lower-case repository path such as milvus-backup",
+      di.repository,
+    ),
+    tag: r.string(
+      "backup.image.tag",
+      di.tag,
+      /^(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/,
+      'a pinned tag such as "0.1.0" (never "latest")',
+      di.tag,
+    ),
+    digest: r.string(
+      "backup.image.digest",
+      di.digest,
+      /^(sha256:[a-f0-9]{64})?$/,
+      "empty, or a digest sha256:<64 hex>",
+      "sha256:<digest>",
     ),
   };
   if (backup.immutabilityDays > backup.retentionDays) {

@@ -1,0 +1,306 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as k8s from "@pulumi/kubernetes";
+import * as authorization from "@pulumi/azure-native/authorization";
+import * as containerregistry from "@pulumi/azure-native/containerregistry";
+import * as managedidentity from "@pulumi/azure-native/managedidentity";
+import { WorkerImage } from "./config";
+import { APP, appLabels, DATA_NAMESPACE, DATA_POOL_LABEL, DATA_POOL_VALUE, MILVUS_GRPC_PORT } from "./naming";
+import { BUILTIN_ROLES, roleDefinitionId } from "./roles";
+
+export interface BackupWorkerArgs {
+  /** Resource group for the registry and the worker identity. */
+  resourceGroupName: pulumi.Input<string>;
+  /** Azure region. */
+  location: pulumi.Input<string>;
+  /** Globally unique registry name (5-50 alphanumerics). */
+  registryName: string;
+  /** Object id of the AKS kubelet identity, granted AcrPull on the registry. */
+  kubeletObjectId: pulumi.Input<string>;
+  /** The cluster's OIDC issuer URL (federated credential issuer). */
+  oidcIssuerUrl: pulumi.Input<string>;
+  /** Resource id of the backup storage account: the only scope the worker's identity gets. */
+  backupAccountId: pulumi.Input<string>;
+  /** Blob endpoint of the backup account, e.g. https://acct.blob.core.windows.net/. */
+  backupBlobEndpoint: pulumi.Input<string>;
+  /** Container holding the backups. */
+  backupContainerName: pulumi.Input<string>;
+  /** Milvus gRPC address reachable in-cluster, host:port. */
+  milvusAddress: pulumi.Input<string>;
+  /** Milvus root password (a Pulumi secret); the worker receives it as `MILVUS_TOKEN` from a Secret. */
+  milvusRootPassword: pulumi.Input<string>;
+  /** Collections to back up on schedule. @default none: taken from `backup.collections` */
+  collections: string[];
+  /** Cron schedule (UTC). @default none: `backup.schedule`, itself defaulting to "0 2 * * *" */
+  schedule: string;
+  /** Retention applied by `prune` after each backup. @default none: `backup.retentionDays` (30) */
+  retentionDays: number;
+  /** Worker image; an empty registry means the registry created here. @default none: `backup.image` */
+  image: WorkerImage;
+  /** Namespace of the worker (Milvus's namespace, inside its NetworkPolicy boundary). @default "milvus" */
+  namespace?: string;
+  /** Tags for Azure resources. @default {} */
+  tags?: Record<string, string>;
+}
+
+/** The Kubernetes names and limits the worker uses, as one pure function (unit-tested). */
+export function backupWorkerDefaults() {
+  return {
+    name: "milvus-backup",
+    serviceAccountName: "milvus-backup",
+    credentialsSecretName: "milvus-backup-credentials",
+    // A backup must never overlap the next one (two snapshots racing on the same blobs) or a restore.
+    concurrencyPolicy: "Forbid",
+    backoffLimit: 2,
+    // Six hours covers a full backup of a large collection; a hung job is killed before the next run.
+    activeDeadlineSeconds: 6 * 3600,
+    // A run missed by more than an hour (controller down) is skipped rather than run late at peak time.
+    startingDeadlineSeconds: 3600,
+    successfulJobsHistoryLimit: 3,
+    failedJobsHistoryLimit: 5,
+    ttlSecondsAfterFinished: 7 * 24 * 3600,
+    resources: { requests: { cpu: "1", memory: "1Gi" }, limits: { cpu: "2", memory: "2Gi" } },
+    runAsUser: 10001,
+    keepLast: 3,
+  };
+}
+
+/** Renders a pinned image reference; a digest wins over a tag. */
+export function imageReference(image: WorkerImage, defaultRegistry: string): string {
+  const registry = image.registry || defaultRegistry;
+  return image.digest
+    ? `${registry}/${image.repository}@${image.digest}`
+    : `${registry}/${image.repository}:${image.tag}`;
+}
+
+/** Federated credential subject for a Kubernetes service account. */
+export function serviceAccountSubject(namespace: string, serviceAccount: string): string {
+  return `system:serviceaccount:${namespace}:${serviceAccount}`;
+}
+
+/** Arguments of the scheduled backup (init container) and prune (main container) steps. */
+export function scheduledCommands(collections: string[], retentionDays: number, keepLast: number) {
+  return {
+    backup: ["backup", ...collections.flatMap((c) => ["--collection", c])],
+    prune: ["prune", "--retention-days", String(retentionDays), "--keep-last", String(keepLast)],
+  };
+}
+
+/**
+ * Deploys the backup/restore worker: a registry for its image, a keyless identity (workload identity
+ * with Storage Blob Data Contributor on the backup account only), a CronJob that backs up and then
+ * prunes, and a NetworkPolicy that lets it reach only Milvus, DNS and Azure over HTTPS.
+ * The restore Job (`npm run restore-job`) is built from this CronJob's pod template.
+ */
+export class BackupWorkerComponent extends pulumi.ComponentResource {
+  public readonly registryLoginServer: pulumi.Output<string>;
+  public readonly image: pulumi.Output<string>;
+  public readonly identityClientId: pulumi.Output<string>;
+  public readonly cronJobName: string;
+  public readonly namespace: string;
+
+  constructor(name: string, args: BackupWorkerArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("milvus-aks:backup:BackupWorker", name, {}, opts);
+    const d = backupWorkerDefaults();
+    const namespace = args.namespace ?? DATA_NAMESPACE;
+    const labels = appLabels(APP.backup, "worker");
+    const azureOpts = { parent: this };
+
+    const registry = new containerregistry.Registry(
+      `${name}-acr`,
+      {
+        resourceGroupName: args.resourceGroupName,
+        location: args.location,
+        registryName: args.registryName,
+        // Premium for zone redundancy: image pulls must survive a zone loss like the workloads do.
+        sku: { name: "Premium" },
+        zoneRedundancy: "Enabled",
+        adminUserEnabled: false,
+        anonymousPullEnabled: false,
+        tags: args.tags,
+      },
+      azureOpts,
+    );
+    new authorization.RoleAssignment(
+      `${name}-acr-pull`,
+      {
+        scope: registry.id,
+        principalId: args.kubeletObjectId,
+        principalType: "ServicePrincipal",
+        roleDefinitionId: roleDefinitionId(BUILTIN_ROLES.acrPull),
+      },
+      azureOpts,
+    );
+
+    const identity = new managedidentity.UserAssignedIdentity(
+      `${name}-identity`,
+      { resourceGroupName: args.resourceGroupName, location: args.location, tags: args.tags },
+      azureOpts,
+    );
+    new authorization.RoleAssignment(
+      `${name}-blob-contributor`,
+      {
+        scope: args.backupAccountId,
+        principalId: identity.principalId,
+        principalType: "ServicePrincipal",
+        roleDefinitionId: roleDefinitionId(BUILTIN_ROLES.storageBlobDataContributor),
+      },
+      azureOpts,
+    );
+    new managedidentity.FederatedIdentityCredential(
+      `${name}-federation`,
+      {
+        resourceGroupName: args.resourceGroupName,
+        resourceName: identity.name,
+        federatedIdentityCredentialResourceName: `${d.serviceAccountName}-${namespace}`,
+        issuer: args.oidcIssuerUrl,
+        subject: serviceAccountSubject(namespace, d.serviceAccountName),
+        audiences: ["api://AzureADTokenExchange"],
+      },
+      azureOpts,
+    );
+
+    const serviceAccount = new k8s.core.v1.ServiceAccount(
+      `${name}-sa`,
+      {
+        metadata: {
+          name: d.serviceAccountName,
+          namespace,
+          labels,
+          annotations: { "azure.workload.identity/client-id": identity.clientId },
+        },
+        // The worker talks to Azure with a projected federated token, not the Kubernetes API.
+        automountServiceAccountToken: false,
+      },
+      { parent: this },
+    );
+
+    const credentials = new k8s.core.v1.Secret(
+      `${name}-credentials`,
+      {
+        metadata: { name: d.credentialsSecretName, namespace, labels },
+        type: "Opaque",
+        stringData: { MILVUS_TOKEN: pulumi.secret(pulumi.interpolate`root:${args.milvusRootPassword}`) },
+      },
+      { parent: this },
+    );
+
+    const image = registry.loginServer.apply((server) => imageReference(args.image, server));
+    const commands = scheduledCommands(args.collections, args.retentionDays, d.keepLast);
+    const env = [
+      { name: "MILVUS_ADDRESS", value: args.milvusAddress },
+      { name: "BACKUP_CONTAINER", value: args.backupContainerName },
+      { name: "AZURE_STORAGE_ACCOUNT_URL", value: args.backupBlobEndpoint },
+      {
+        name: "MILVUS_TOKEN",
+        valueFrom: { secretKeyRef: { name: credentials.metadata.name, key: "MILVUS_TOKEN" } },
+      },
+    ];
+    const container = (containerName: string, argv: string[]) => ({
+      name: containerName,
+      image,
+      imagePullPolicy: "IfNotPresent",
+      args: argv,
+      env,
+      resources: d.resources,
+      securityContext: {
+        runAsNonRoot: true,
+        runAsUser: d.runAsUser,
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ["ALL"] },
+      },
+      volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
+    });
+
+    this.cronJobName = d.name;
+    new k8s.batch.v1.CronJob(
+      `${name}-cronjob`,
+      {
+        metadata: { name: d.name, namespace, labels },
+        spec: {
+          schedule: args.schedule,
+          timeZone: "Etc/UTC",
+          concurrencyPolicy: d.concurrencyPolicy,
+          startingDeadlineSeconds: d.startingDeadlineSeconds,
+          successfulJobsHistoryLimit: d.successfulJobsHistoryLimit,
+          failedJobsHistoryLimit: d.failedJobsHistoryLimit,
+          jobTemplate: {
+            metadata: { labels },
+            spec: {
+              backoffLimit: d.backoffLimit,
+              activeDeadlineSeconds: d.activeDeadlineSeconds,
+              ttlSecondsAfterFinished: d.ttlSecondsAfterFinished,
+              template: {
+                metadata: { labels: { ...labels, "azure.workload.identity/use": "true" } },
+                spec: {
+                  serviceAccountName: serviceAccount.metadata.name,
+                  restartPolicy: "Never",
+                  nodeSelector: { [DATA_POOL_LABEL]: DATA_POOL_VALUE },
+                  securityContext: {
+                    runAsNonRoot: true,
+                    fsGroup: d.runAsUser,
+                    seccompProfile: { type: "RuntimeDefault" },
+                  },
+                  // Prune runs only after the backup step succeeded: never trim retention on a failed night.
+                  initContainers: [container("backup", commands.backup)],
+                  containers: [container("prune", commands.prune)],
+                  volumes: [{ name: "tmp", emptyDir: { sizeLimit: "1Gi" } }],
+                },
+              },
+            },
+          },
+        },
+      },
+      { parent: this },
+    );
+
+    new k8s.networking.v1.NetworkPolicy(
+      `${name}-egress`,
+      {
+        metadata: { name: `${d.name}-egress`, namespace, labels },
+        spec: {
+          podSelector: { matchLabels: { "app.kubernetes.io/name": APP.backup } },
+          policyTypes: ["Ingress", "Egress"],
+          ingress: [],
+          egress: [
+            {
+              to: [{ podSelector: { matchLabels: { "app.kubernetes.io/name": APP.milvus } } }],
+              ports: [{ protocol: "TCP", port: MILVUS_GRPC_PORT }],
+            },
+            {
+              to: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } } }],
+              ports: [
+                { protocol: "UDP", port: 53 },
+                { protocol: "TCP", port: 53 },
+              ],
+            },
+            {
+              // Blob storage and Entra ID have no fixed addresses a NetworkPolicy could name, so allow
+              // HTTPS to public addresses only: the worker still cannot reach anything else in the VNet.
+              to: [
+                {
+                  ipBlock: {
+                    cidr: "0.0.0.0/0",
+                    except: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"],
+                  },
+                },
+              ],
+              ports: [{ protocol: "TCP", port: 443 }],
+            },
+          ],
+        },
+      },
+      { parent: this },
+    );
+
+    this.namespace = namespace;
+    this.registryLoginServer = registry.loginServer;
+    this.image = image;
+    this.identityClientId = identity.clientId;
+    this.registerOutputs({
+      registryLoginServer: this.registryLoginServer,
+      image: this.image,
+      identityClientId: this.identityClientId,
+    });
+  }
+}

@@ -1,0 +1,125 @@
+import * as assert from "node:assert/strict";
+import { parseRestoreArgs, RestoreRequest, restoreArgs, restoreJobFromCronJob } from "../tools/restore-job";
+
+const cronJob = {
+  apiVersion: "batch/v1",
+  kind: "CronJob",
+  metadata: { name: "milvus-backup", namespace: "milvus" },
+  spec: {
+    jobTemplate: {
+      spec: {
+        template: {
+          metadata: {
+            labels: { "app.kubernetes.io/name": "milvus-backup", "azure.workload.identity/use": "true" },
+          },
+          spec: {
+            serviceAccountName: "milvus-backup",
+            restartPolicy: "Never",
+            initContainers: [
+              {
+                name: "backup",
+                image: "acr.azurecr.io/milvus-backup:0.1.0",
+                args: ["backup", "--collection", "docs"],
+                env: [{ name: "MILVUS_ADDRESS", value: "milvus:19530" }],
+              },
+            ],
+            containers: [
+              {
+                name: "prune",
+                image: "acr.azurecr.io/milvus-backup:0.1.0",
+                args: ["prune", "--retention-days", "30"],
+                env: [{ name: "MILVUS_ADDRESS", value: "milvus:19530" }],
+              },
+            ],
+          },
+        },
+      },
+    },
+  },
+};
+
+describe("restore-job", () => {
+  it("parses a full command line", () => {
+    const req = parseRestoreArgs([
+      "--stack",
+      "dr",
+      "--backup",
+      "docs-20261125T020000Z-ab12",
+      "--target",
+      "docs_restored",
+      "--drop-existing",
+      "--index-fallback",
+      "HNSW",
+      "--dry-run",
+    ]);
+    assert.ok(!("problems" in req));
+    assert.equal(req.stack, "dr");
+    assert.equal(req.namespace, "milvus");
+    assert.equal(req.cronJob, "milvus-backup");
+    assert.equal(req.dropExisting, true);
+    assert.equal(req.dryRun, true);
+    assert.equal(req.timeoutSeconds, 21600);
+    assert.deepEqual(restoreArgs(req), [
+      "restore",
+      "--backup",
+      "docs-20261125T020000Z-ab12",
+      "--target",
+      "docs_restored",
+      "--drop-existing",
+      "--index-fallback",
+      "HNSW",
+    ]);
+  });
+
+  it("reports every problem of a bad command line at once", () => {
+    const res = parseRestoreArgs(["--target", "1bad-name", "--bogus", "--timeout", "5"]);
+    assert.ok("problems" in res);
+    assert.deepEqual(res.problems, [
+      'unknown argument "--bogus"',
+      "--stack is required (the Pulumi stack whose cluster runs the restore, e.g. prod or dr)",
+      "--backup is required (a backup id from `npm run -s worker -- list`)",
+      '--target "1bad-name" is not a valid Milvus collection name',
+      "--timeout must be an integer number of seconds >= 60",
+    ]);
+  });
+
+  it("builds the Job from the CronJob's pod template with one restore container", () => {
+    const req = parseRestoreArgs(["--stack", "prod", "--backup", "b1"]) as RestoreRequest;
+    const job = restoreJobFromCronJob(cronJob, req, new Date("2026-11-25T10:20:30Z")) as {
+      metadata: { name: string; namespace: string; labels: Record<string, string> };
+      spec: {
+        backoffLimit: number;
+        template: {
+          metadata: unknown;
+          spec: {
+            serviceAccountName: string;
+            initContainers?: unknown;
+            containers: { name: string; image: string; args: string[]; env: unknown }[];
+          };
+        };
+      };
+    };
+    assert.equal(job.metadata.name, "milvus-restore-20261125102030");
+    assert.equal(job.metadata.namespace, "milvus");
+    assert.equal(job.metadata.labels["milvus-aks/restore"], "true");
+    assert.equal(job.spec.backoffLimit, 0);
+    assert.deepEqual(job.spec.template.metadata, cronJob.spec.jobTemplate.spec.template.metadata);
+    assert.equal(job.spec.template.spec.serviceAccountName, "milvus-backup");
+    assert.equal(job.spec.template.spec.initContainers, undefined);
+    assert.deepEqual(
+      job.spec.template.spec.containers.map((c) => [c.name, c.image, c.args]),
+      [["restore", "acr.azurecr.io/milvus-backup:0.1.0", ["restore", "--backup", "b1"]]],
+    );
+    assert.deepEqual(job.spec.template.spec.containers[0]!.env, [
+      { name: "MILVUS_ADDRESS", value: "milvus:19530" },
+    ]);
+  });
+
+  it("fails clearly when the CronJob has no pod template", () => {
+    const req = parseRestoreArgs(["--stack", "prod", "--backup", "b1"]) as RestoreRequest;
+    assert.throws(
+      () => restoreJobFromCronJob({ spec: {} }, req, new Date()),
+      /CronJob milvus\/milvus-backup has no pod template to copy; is the backup worker deployed to stack prod\?/,
+    );
+  });
+});
