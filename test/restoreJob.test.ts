@@ -110,7 +110,7 @@ describe("restore-job", () => {
       job.spec.template.spec.containers.map((c) => [c.name, c.image, c.args]),
       [["restore", "acr.azurecr.io/milvus-backup:0.1.0", ["restore", "--backup", "b1"]]],
     );
-    assert.deepEqual(job.spec.template.spec.containers[0]!.env, [
+    assert.deepEqual(job.spec.template.spec.containers[0].env, [
       { name: "MILVUS_ADDRESS", value: "milvus:19530" },
     ]);
   });
