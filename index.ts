@@ -18,3 +18,6 @@ export const backupSecondaryBlobEndpoint = outputs.backupSecondaryBlobEndpoint;
 export const backupContainerName = outputs.backupContainerName;
 export const milvusImageTag = outputs.milvusImageTag;
 export const milvusMode = outputs.milvusMode;
+// Where restores read from: the primary's read-only secondary on a dr stack, the own account elsewhere.
+export const restoreSourceBlobEndpoint = outputs.restoreSourceBlobEndpoint;
+export const restoreSourceContainerName = outputs.restoreSourceContainerName;

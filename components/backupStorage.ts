@@ -10,6 +10,12 @@ export interface BackupStorageArgs {
   accountName: string;
   /** Subnet allowed through the storage firewall (the AKS node subnet). */
   allowedSubnetId: pulumi.Input<string>;
+  /**
+   * More subnets allowed through the firewall: the dr stack's node subnet, so a DR cluster in the paired
+   * region can read the geo-replicated secondary (its Microsoft.Storage service endpoint covers the
+   * region pair). @default []
+   */
+  standbySubnetIds?: string[];
   /** Backup retention the worker's `prune` applies; drives the lifecycle rules. @default none (config) */
   retentionDays: number;
   /** Time-based immutability on the backup container; 0 disables it. @default 0 */
@@ -76,7 +82,10 @@ export class BackupStorageComponent extends pulumi.ComponentResource {
         networkRuleSet: {
           defaultAction: "Deny",
           bypass: "AzureServices",
-          virtualNetworkRules: [{ virtualNetworkResourceId: args.allowedSubnetId, action: "Allow" }],
+          virtualNetworkRules: [args.allowedSubnetId, ...(args.standbySubnetIds ?? [])].map((id) => ({
+            virtualNetworkResourceId: id,
+            action: "Allow",
+          })),
           ipRules: [],
         },
         tags: args.tags,

@@ -115,6 +115,25 @@ export interface NetworkConfig {
   dnsServiceIp: string;
 }
 
+/** Disaster-recovery pairing. */
+export interface DrConfig {
+  /** The paired Azure region: RA-GZRS replicates the backup account there. */
+  pairedLocation: string;
+  /**
+   * Fully qualified primary stack (`org/milvus-aks/prod`) a `dr` stack restores from; empty elsewhere.
+   * The dr stack reads its outputs through a StackReference.
+   */
+  primaryStack: string;
+  /** `warm`: the dr stack stays up, scaled down, and is scaled up at failover; `cold`: `pulumi up` at failover. */
+  standby: "warm" | "cold";
+  /**
+   * Subnets (resource ids) of the dr stack's nodes, allowed through this stack's backup-account firewall
+   * so a DR cluster can read the geo-replicated secondary during a regional outage, when this stack
+   * can no longer be changed.
+   */
+  standbySubnetIds: string[];
+}
+
 export interface StackConfig {
   /** Stack name (`pulumi.getStack()`), used as a name suffix. */
   stack: string;
@@ -142,7 +161,7 @@ export interface StackConfig {
   etcd: EtcdConfig;
   minio: MinioConfig;
   backup: BackupConfig;
-  dr: { pairedLocation: string };
+  dr: DrConfig;
   tags: Record<string, string>;
 }
 
@@ -354,6 +373,9 @@ const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 const GUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const COLLECTION = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
+const STACK_REF = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
+const SUBNET_ID =
+  /^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.Network\/virtualNetworks\/[^/]+\/subnets\/[^/]+$/i;
 const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
 
 /** Five-field cron, numeric fields only: CronJob accepts more, but this is what we document and test. */
@@ -830,6 +852,28 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
     );
   }
 
+  const dr: DrConfig = {
+    pairedLocation,
+    primaryStack:
+      environment === "dr"
+        ? r.string(
+            "dr.primaryStack",
+            undefined,
+            STACK_REF,
+            "the fully qualified primary stack, organization/project/stack, e.g. acme/milvus-aks/prod",
+            "acme/milvus-aks/prod",
+          )
+        : "",
+    standby: r.oneOf<"warm" | "cold">("dr.standby", "warm", ["warm", "cold"]),
+    standbySubnetIds: r.stringList(
+      "dr.standbySubnetIds",
+      [],
+      SUBNET_ID,
+      "a list of subnet resource ids, /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>",
+      "'[\"<the dr stack's nodeSubnetId output>\"]'",
+    ),
+  };
+
   if (d.production) {
     if (zones.length < 3) {
       problems.add(
@@ -902,7 +946,7 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
     etcd,
     minio,
     backup,
-    dr: { pairedLocation },
+    dr,
     tags: { environment, "managed-by": "pulumi", project: "milvus-aks", ...tags },
   };
 }

@@ -4,6 +4,7 @@ import { StackConfig } from "./config";
 import { AksClusterComponent } from "./aksCluster";
 import { BackupStorageComponent } from "./backupStorage";
 import { NetworkComponent } from "./network";
+import { PrimaryStackComponent } from "./primaryStack";
 import { compactName } from "./naming";
 
 /**
@@ -48,10 +49,22 @@ export function createStack(cfg: StackConfig) {
     // Storage account names are global: the stack name keeps environments apart.
     accountName: compactName("milvusbk", cfg.stack),
     allowedSubnetId: net.nodeSubnetId,
+    standbySubnetIds: cfg.dr.standbySubnetIds,
     retentionDays: cfg.backup.retentionDays,
     immutabilityDays: cfg.backup.immutabilityDays,
     tags,
   });
+
+  // A dr stack restores from the primary's geo-replicated secondary; every other stack from its own account.
+  const primary =
+    cfg.environment === "dr"
+      ? new PrimaryStackComponent(`${name}-primary`, { stack: cfg.dr.primaryStack })
+      : undefined;
+  const restoreSource = {
+    blobEndpoint: primary ? primary.backupSecondaryBlobEndpoint : backupStorage.primaryBlobEndpoint,
+    containerName: primary ? primary.backupContainerName : backupStorage.containerName,
+    accountId: primary ? primary.backupAccountId : backupStorage.accountId,
+  };
 
   // [data-layer] Kubernetes data layer is composed here (issue 3).
 
@@ -72,5 +85,8 @@ export function createStack(cfg: StackConfig) {
     backupContainerName: backupStorage.containerName,
     milvusImageTag: pulumi.output(cfg.milvus.imageTag),
     milvusMode: pulumi.output(cfg.milvus.mode),
+    restoreSourceBlobEndpoint: restoreSource.blobEndpoint,
+    restoreSourceContainerName: restoreSource.containerName,
+    primaryMilvusImageTag: primary ? primary.milvusImageTag : pulumi.output(cfg.milvus.imageTag),
   };
 }

@@ -126,6 +126,24 @@ function computedOutputs(
         principalId: `principal-${resourceName}`,
         tenantId: FAKE_TENANT,
       };
+    case "pulumi:pulumi:StackReference": {
+      // A dr stack's view of its primary: the outputs a render of that stack exports.
+      const primary = String(inputs.name).split("/").pop() ?? "prod";
+      const account = `milvusbk${primary}`;
+      return {
+        name: inputs.name,
+        outputs: {
+          backupAccountId: `/subscriptions/${FAKE_SUBSCRIPTION}/resourceGroups/milvus-${primary}-rg/providers/Microsoft.Storage/storageAccounts/${account}`,
+          backupAccountName: account,
+          backupSecondaryBlobEndpoint: `https://${account}-secondary.blob.core.windows.net/`,
+          backupContainerName: "milvus-backups",
+          milvusImageTag: "v2.6.24",
+          milvusMode: "cluster",
+          location: "westeurope",
+        },
+        secretOutputNames: [],
+      };
+    }
     case "azure-native:containerregistry:Registry":
       return { ...base, loginServer: `${resourceName}.azurecr.io` };
     default:

@@ -1,0 +1,120 @@
+import * as assert from "node:assert/strict";
+import * as pulumi from "@pulumi/pulumi";
+import { parseStackConfig } from "../components/config";
+import { renderStack, RenderResult } from "../tools/offline-runtime";
+
+const validDr = () => ({
+  environment: "dr",
+  location: "northeurope",
+  adminGroupObjectIds: ["6f1c2a5e-8d3b-4b7e-9a41-2c5d8e7f9b10"],
+  dr: { pairedLocation: "westeurope", primaryStack: "acme/milvus-aks/prod" },
+});
+
+function reasons(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(pulumi.InputPropertiesError.isInstance(err));
+    return err.errors.map((e) => `${e.propertyPath}: ${e.reason}`);
+  }
+  assert.fail("expected the config to be rejected");
+}
+
+const DR_SUBNET =
+  "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/milvus-dr-rg/providers/Microsoft.Network/virtualNetworks/milvus-dr-vnet/subnets/nodes";
+
+describe("disaster-recovery stacks", () => {
+  describe("configuration", () => {
+    it("requires a fully qualified primary stack on a dr stack", () => {
+      const { dr, ...rest } = validDr();
+      assert.deepEqual(
+        reasons(() => parseStackConfig("dr", { ...rest, dr: { pairedLocation: dr.pairedLocation } })),
+        [
+          "dr.primaryStack: dr.primaryStack = (missing) is invalid: expected the fully qualified primary stack, organization/project/stack, e.g. acme/milvus-aks/prod. Set it with `pulumi config set --path milvus-aks:dr.primaryStack acme/milvus-aks/prod` or in Pulumi.<stack>.yaml.",
+        ],
+      );
+      assert.match(
+        reasons(() => parseStackConfig("dr", { ...validDr(), dr: { ...dr, primaryStack: "prod" } }))[0] ?? "",
+        /^dr\.primaryStack: dr\.primaryStack = "prod" is invalid/,
+      );
+    });
+
+    it("reports a bad standby mode and malformed standby subnets together", () => {
+      const problems = reasons(() =>
+        parseStackConfig("dr", {
+          ...validDr(),
+          dr: { ...validDr().dr, standby: "hot", standbySubnetIds: ["nodes"] },
+        }),
+      );
+      assert.equal(problems.length, 2);
+      assert.match(
+        problems[0] ?? "",
+        /^dr\.standby: dr\.standby = "hot" is invalid: expected one of warm, cold/,
+      );
+      assert.match(problems[1] ?? "", /^dr\.standbySubnetIds: .*expected a list of subnet resource ids/);
+    });
+
+    it("ignores primaryStack outside dr stacks and defaults to a warm standby", () => {
+      const cfg = parseStackConfig("dr", validDr());
+      assert.deepEqual(cfg.dr, {
+        pairedLocation: "westeurope",
+        primaryStack: "acme/milvus-aks/prod",
+        standby: "warm",
+        standbySubnetIds: [],
+      });
+      assert.equal(cfg.production, true);
+    });
+  });
+
+  describe("rendered dr stack", () => {
+    let dr: RenderResult;
+    before(async () => {
+      dr = await renderStack("dr");
+    });
+
+    it("reads the primary stack through a StackReference and restores from its secondary endpoint", () => {
+      const refs = dr.resources.filter((r) => r.type === "pulumi:pulumi:StackReference");
+      assert.deepEqual(
+        refs.map((r) => r.inputs.name),
+        ["acme/milvus-aks/prod"],
+      );
+      assert.equal(
+        dr.outputs.restoreSourceBlobEndpoint,
+        "https://milvusbkprod-secondary.blob.core.windows.net/",
+      );
+      assert.equal(dr.outputs.restoreSourceContainerName, "milvus-backups");
+      assert.equal(dr.outputs.primaryMilvusImageTag, dr.config.milvus.imageTag);
+      assert.equal(dr.outputs.location, "northeurope");
+      assert.equal(dr.outputs.pairedLocation, "westeurope");
+    });
+
+    it("runs the production shape with a warm standby of one data node per zone", () => {
+      assert.deepEqual(dr.config.zones, ["1", "2", "3"]);
+      assert.equal(dr.config.milvus.mode, "cluster");
+      const pools = dr.resources
+        .filter((r) => r.type === "azure-native:containerservice:AgentPool")
+        .map((p) => [p.inputs.availabilityZones, p.inputs.minCount, p.inputs.maxCount]);
+      assert.deepEqual(pools, [
+        [["1"], 1, 6],
+        [["2"], 1, 6],
+        [["3"], 1, 6],
+      ]);
+    });
+  });
+
+  it("a primary lets the dr stack's node subnet through its backup-account firewall", async () => {
+    const prod = await renderStack("prod", {
+      overrides: { "milvus-aks:dr": { pairedLocation: "northeurope", standbySubnetIds: [DR_SUBNET] } },
+    });
+    const account = prod.resources.find((r) => r.type === "azure-native:storage:StorageAccount");
+    const rules = (
+      account?.inputs.networkRuleSet as { virtualNetworkRules: { virtualNetworkResourceId: string }[] }
+    ).virtualNetworkRules;
+    assert.equal(rules.length, 2);
+    assert.match(rules[0]?.virtualNetworkResourceId ?? "", /milvus-prod-vnet.*\/subnets\/nodes$/);
+    assert.equal(rules[1]?.virtualNetworkResourceId, DR_SUBNET);
+    // A plain prod stack (no standby yet) keeps its own subnet only, and restores from its own account.
+    const plain = await renderStack("prod");
+    assert.equal(plain.outputs.restoreSourceBlobEndpoint, "https://milvusbkprod.blob.core.windows.net/");
+  });
+});
