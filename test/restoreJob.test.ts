@@ -1,5 +1,11 @@
 import * as assert from "node:assert/strict";
-import { parseRestoreArgs, RestoreRequest, restoreArgs, restoreJobFromCronJob } from "../tools/restore-job";
+import {
+  parseRestoreArgs,
+  RestoreRequest,
+  restoreArgs,
+  restoreEnv,
+  restoreJobFromCronJob,
+} from "../tools/restore-job";
 
 const cronJob = {
   apiVersion: "batch/v1",
@@ -112,6 +118,47 @@ describe("restore-job", () => {
     );
     assert.deepEqual(job.spec.template.spec.containers[0].env, [
       { name: "MILVUS_ADDRESS", value: "milvus:19530" },
+    ]);
+  });
+
+  it("restores from another account (a dr stack reading the primary's secondary) when asked", () => {
+    const req = parseRestoreArgs([
+      "--stack",
+      "dr",
+      "--backup",
+      "b1",
+      "--storage-account-url",
+      "https://milvusbkprod-secondary.blob.core.windows.net/",
+      "--container",
+      "milvus-backups",
+    ]) as RestoreRequest;
+    const withAccount = {
+      name: "prune",
+      env: [
+        { name: "MILVUS_ADDRESS", value: "milvus:19530" },
+        { name: "AZURE_STORAGE_ACCOUNT_URL", value: "https://milvusbkdr.blob.core.windows.net/" },
+        { name: "BACKUP_CONTAINER", value: "milvus-backups" },
+      ],
+    };
+    assert.deepEqual(restoreEnv(withAccount, req), [
+      { name: "MILVUS_ADDRESS", value: "milvus:19530" },
+      { name: "AZURE_STORAGE_ACCOUNT_URL", value: "https://milvusbkprod-secondary.blob.core.windows.net/" },
+      { name: "BACKUP_CONTAINER", value: "milvus-backups" },
+    ]);
+    const bad = parseRestoreArgs([
+      "--stack",
+      "dr",
+      "--backup",
+      "b1",
+      "--storage-account-url",
+      "http://x",
+      "--container",
+      "A",
+    ]);
+    assert.ok("problems" in bad);
+    assert.deepEqual(bad.problems, [
+      '--storage-account-url "http://x" is not an https blob endpoint such as https://milvusbkprod-secondary.blob.core.windows.net/',
+      '--container "A" is not a valid blob container name',
     ]);
   });
 

@@ -3,7 +3,8 @@ import * as yaml from "js-yaml";
 
 /**
  * `npm run restore-job -- --stack <stack> --backup <id> [--target <name>] [--drop-existing]
- *   [--index-fallback <type>] [--namespace milvus] [--context <kubectl context>] [--dry-run]`
+ *   [--index-fallback <type>] [--namespace milvus] [--context <kubectl context>]
+ *   [--storage-account-url <url> --container <name>] [--dry-run]`
  *
  * Creates a one-off Job from the backup CronJob's own pod template (same image, identity, Secret,
  * network policy and node placement), with the worker's `restore` command, waits for it and reports
@@ -21,6 +22,13 @@ export interface RestoreRequest {
   namespace: string;
   cronJob: string;
   context?: string;
+  /**
+   * Blob endpoint to restore from instead of the CronJob's own account: on a dr stack, the primary's
+   * read-only secondary endpoint (the `restoreSourceBlobEndpoint` stack output).
+   */
+  storageAccountUrl?: string;
+  /** Backup container at that endpoint (`restoreSourceContainerName`). */
+  container?: string;
   dryRun: boolean;
   timeoutSeconds: number;
 }
@@ -28,6 +36,7 @@ export interface RestoreRequest {
 const USAGE =
   "usage: npm run restore-job -- --stack <stack> --backup <backupId> [--target <collection>] [--drop-existing] " +
   "[--index-fallback <indexType>] [--namespace milvus] [--cronjob milvus-backup] [--context <kube-context>] " +
+  "[--storage-account-url <https://account-secondary.blob.core.windows.net/> --container <name>] " +
   "[--timeout <seconds>] [--dry-run]";
 
 /** Parses the command line; returns the request or a list of problems (all of them). */
@@ -44,6 +53,8 @@ export function parseRestoreArgs(argv: string[]): RestoreRequest | { problems: s
     "--cronjob",
     "--context",
     "--timeout",
+    "--storage-account-url",
+    "--container",
   ]);
   const boolean = new Set(["--drop-existing", "--dry-run"]);
   for (let i = 0; i < argv.length; i++) {
@@ -70,6 +81,17 @@ export function parseRestoreArgs(argv: string[]): RestoreRequest | { problems: s
   if (target !== undefined && !/^[A-Za-z_][A-Za-z0-9_]{0,254}$/.test(target)) {
     problems.push(`--target ${JSON.stringify(target)} is not a valid Milvus collection name`);
   }
+  const storageAccountUrl = values.get("--storage-account-url");
+  if (
+    storageAccountUrl !== undefined &&
+    !/^https:\/\/[a-z0-9-]+\.blob\.core\.[a-z.]+\/?$/.test(storageAccountUrl)
+  )
+    problems.push(
+      `--storage-account-url ${JSON.stringify(storageAccountUrl)} is not an https blob endpoint such as https://milvusbkprod-secondary.blob.core.windows.net/`,
+    );
+  const container = values.get("--container");
+  if (container !== undefined && !/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/.test(container))
+    problems.push(`--container ${JSON.stringify(container)} is not a valid blob container name`);
   const timeout = Number(values.get("--timeout") ?? "21600");
   if (!Number.isInteger(timeout) || timeout < 60)
     problems.push("--timeout must be an integer number of seconds >= 60");
@@ -83,6 +105,8 @@ export function parseRestoreArgs(argv: string[]): RestoreRequest | { problems: s
     namespace: values.get("--namespace") ?? "milvus",
     cronJob: values.get("--cronjob") ?? "milvus-backup",
     context: values.get("--context"),
+    storageAccountUrl,
+    container,
     dryRun: flags.has("--dry-run"),
     timeoutSeconds: timeout,
   };
@@ -100,6 +124,18 @@ export function restoreArgs(
     ...(req.dropExisting ? ["--drop-existing"] : []),
     ...(req.indexFallback ? ["--index-fallback", req.indexFallback] : []),
   ];
+}
+
+/** The container's environment with the restore source (if given) replacing the CronJob's own account. */
+export function restoreEnv(
+  container: Obj,
+  req: Pick<RestoreRequest, "storageAccountUrl" | "container">,
+): unknown[] {
+  const overrides = new Map<string, string>();
+  if (req.storageAccountUrl) overrides.set("AZURE_STORAGE_ACCOUNT_URL", req.storageAccountUrl);
+  if (req.container) overrides.set("BACKUP_CONTAINER", req.container);
+  const env = ((container.env as Obj[] | undefined) ?? []).filter((e) => !overrides.has(String(e.name)));
+  return [...env, ...[...overrides].map(([name, value]) => ({ name, value }))];
 }
 
 /**
@@ -146,7 +182,7 @@ export function restoreJobFromCronJob(cronJob: Obj, req: RestoreRequest, now: Da
         spec: {
           ...restOfPod,
           restartPolicy: "Never",
-          containers: [{ ...base, name: "restore", args: restoreArgs(req) }],
+          containers: [{ ...base, name: "restore", args: restoreArgs(req), env: restoreEnv(base, req) }],
         },
       },
     },
