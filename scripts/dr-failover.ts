@@ -1,0 +1,300 @@
+import { spawnSync } from "node:child_process";
+
+/**
+ * `npm run dr:failover -- --from prod --to dr [--collection <name> ...] [--max-age-hours 30]
+ *   [--data-min-count 2] [--execute]`
+ *
+ * Fails Milvus over to the dr stack in the paired region. Dry-run by default: it reads both stacks'
+ * outputs, checks the latest complete backups on the primary's geo-replicated secondary and prints
+ * every command it would run. With `--execute` it runs them in order and stops at the first failure.
+ */
+
+export interface FailoverRequest {
+  from: string;
+  to: string;
+  collections: string[];
+  maxAgeHours: number;
+  dataMinCount: number;
+  execute: boolean;
+}
+
+/** One entry of `worker list --json` (the worker's documented JSON contract). */
+export interface ListedBackup {
+  backupId: string;
+  collection: string;
+  time: string;
+  rows: number | string;
+  bytes: number;
+}
+
+export interface Step {
+  title: string;
+  command: string[];
+}
+
+const USAGE =
+  "usage: npm run dr:failover -- --from <primary stack> --to <dr stack> [--collection <name> ...] " +
+  "[--max-age-hours <h>] [--data-min-count <n>] [--execute]";
+
+/** Parses the command line; every problem is reported at once. */
+export function parseFailoverArgs(argv: string[]): FailoverRequest | { problems: string[] } {
+  const problems: string[] = [];
+  const req: FailoverRequest = {
+    from: "",
+    to: "",
+    collections: [],
+    maxAgeHours: 30,
+    dataMinCount: 2,
+    execute: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv.at(i) ?? "";
+    const value = argv.at(i + 1);
+    const needsValue = ["--from", "--to", "--collection", "--max-age-hours", "--data-min-count"];
+    if (needsValue.includes(arg)) {
+      if (value === undefined || value.startsWith("--")) {
+        problems.push(`${arg} needs a value`);
+        continue;
+      }
+      i++;
+      if (arg === "--from") req.from = value;
+      else if (arg === "--to") req.to = value;
+      else if (arg === "--collection") req.collections.push(value);
+      else {
+        const n = Number(value);
+        if (!Number.isInteger(n) || n < 1)
+          problems.push(`${arg} must be a whole number >= 1, got ${JSON.stringify(value)}`);
+        else if (arg === "--max-age-hours") req.maxAgeHours = n;
+        else req.dataMinCount = n;
+      }
+    } else if (arg === "--execute") {
+      req.execute = true;
+    } else if (arg === "--dry-run") {
+      req.execute = false;
+    } else {
+      problems.push(`unknown argument ${JSON.stringify(arg)}`);
+    }
+  }
+  if (!req.from) problems.push("--from is required (the primary stack, e.g. prod)");
+  if (!req.to) problems.push("--to is required (the dr stack, e.g. dr)");
+  if (req.from && req.from === req.to) problems.push("--from and --to must be different stacks");
+  return problems.length > 0 ? { problems } : req;
+}
+
+/**
+ * The newest complete backup of each collection, checked against the recovery-point budget. Every
+ * collection without a usable backup is reported, not only the first.
+ */
+export function latestBackups(
+  listed: ListedBackup[],
+  collections: string[],
+  now: Date,
+  maxAgeHours: number,
+): { chosen: ListedBackup[]; problems: string[] } {
+  const wanted = collections.length > 0 ? collections : [...new Set(listed.map((b) => b.collection))].sort();
+  const problems: string[] = [];
+  const chosen: ListedBackup[] = [];
+  if (wanted.length === 0) problems.push("the backup container holds no complete backup at all");
+  for (const collection of wanted) {
+    const newest = listed
+      .filter((b) => b.collection === collection)
+      .sort((a, b) => Date.parse(b.time) - Date.parse(a.time))
+      .at(0);
+    if (!newest) {
+      problems.push(`collection ${collection}: no complete backup on the secondary endpoint`);
+      continue;
+    }
+    const ageHours = (now.getTime() - Date.parse(newest.time)) / 3_600_000;
+    if (ageHours > maxAgeHours) {
+      problems.push(
+        `collection ${collection}: newest backup ${newest.backupId} is ${ageHours.toFixed(1)} h old, over --max-age-hours ${maxAgeHours}; ` +
+          "check geo-replication (Last Sync Time) or raise --max-age-hours to accept the data loss",
+      );
+      continue;
+    }
+    chosen.push(newest);
+  }
+  return { chosen, problems };
+}
+
+export interface StackOutputs {
+  resourceGroupName: string;
+  clusterName: string;
+  restoreSourceBlobEndpoint: string;
+  restoreSourceContainerName: string;
+  milvusImageTag: string;
+  primaryMilvusImageTag?: string;
+  milvusAddress?: string;
+}
+
+/** The ordered commands of a failover, from the two stacks' outputs and the chosen backups. */
+export function failoverPlan(req: FailoverRequest, dr: StackOutputs, chosen: ListedBackup[]): Step[] {
+  const source = [
+    "--storage-account-url",
+    dr.restoreSourceBlobEndpoint,
+    "--container",
+    dr.restoreSourceContainerName,
+  ];
+  return [
+    ...chosen.map((b) => ({
+      title: `verify backup ${b.backupId} (${b.collection}, ${String(b.rows)} rows) on the secondary`,
+      command: ["npm", "run", "-s", "worker", "--", "verify", "--backup", b.backupId, ...source],
+    })),
+    {
+      title: `scale the ${req.to} stack's data pools to ${req.dataMinCount} nodes per zone`,
+      command: [
+        "pulumi",
+        "config",
+        "set",
+        "--stack",
+        req.to,
+        "--path",
+        "milvus-aks:nodePools.data.minCount",
+        String(req.dataMinCount),
+      ],
+    },
+    {
+      title: `bring up the ${req.to} stack`,
+      command: ["pulumi", "up", "--stack", req.to, "--yes", "--skip-preview"],
+    },
+    {
+      title: "fetch user credentials for the dr cluster (kubelogin, no admin credentials)",
+      command: [
+        "az",
+        "aks",
+        "get-credentials",
+        "-g",
+        dr.resourceGroupName,
+        "-n",
+        dr.clusterName,
+        "--overwrite-existing",
+      ],
+    },
+    {
+      title: "convert the kubeconfig for kubelogin",
+      command: ["kubelogin", "convert-kubeconfig", "-l", "azurecli"],
+    },
+    ...chosen.map((b) => ({
+      // The worker restores into a temporary collection, checks the row count against the manifest and
+      // only then renames it into place, so a failed restore leaves nothing under the target name.
+      title: `restore ${b.collection} from ${b.backupId} and verify ${String(b.rows)} rows`,
+      command: [
+        "npm",
+        "run",
+        "-s",
+        "restore-job",
+        "--",
+        "--stack",
+        req.to,
+        "--backup",
+        b.backupId,
+        ...source,
+      ],
+    })),
+  ];
+}
+
+/** What application owners must change after the failover. */
+export function clientInstructions(req: FailoverRequest, dr: StackOutputs, chosen: ListedBackup[]): string[] {
+  const lines = [
+    `Milvus now serves from the ${req.to} stack: point clients at ${dr.milvusAddress ?? `the internal load balancer of cluster ${dr.clusterName}`} (gRPC 19530).`,
+    `Credentials changed: the ${req.to} stack has its own root password; read it with \`pulumi stack output --stack ${req.to} --show-secrets milvusRootPassword\` and rotate application users.`,
+    `Writes made after these backups are lost and must be replayed by the producers: ${chosen.map((b) => `${b.collection} as of ${b.time}`).join(", ")}.`,
+    "Collections were restored with replica_number from their backup; load them with replica_number >= 2 for drains.",
+    `Backups now go to the ${req.to} stack's own backup account; keep the ${req.from} stack untouched until the region is back, then fail back the same way.`,
+  ];
+  if (dr.primaryMilvusImageTag && dr.primaryMilvusImageTag !== dr.milvusImageTag) {
+    lines.unshift(
+      `WARNING: ${req.to} runs Milvus ${dr.milvusImageTag} but ${req.from} ran ${dr.primaryMilvusImageTag}; align milvus.imageTag before relying on the restore.`,
+    );
+  }
+  return lines;
+}
+
+type Runner = (command: string[]) => { status: number; stdout: string; stderr: string };
+
+const run: Runner = (command) => {
+  const [bin = "", ...args] = command;
+  const res = spawnSync(bin, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  if (res.error) return { status: 127, stdout: "", stderr: `${bin}: ${res.error.message}` };
+  return { status: res.status ?? 1, stdout: res.stdout, stderr: res.stderr };
+};
+
+function outputsOf(stack: string, runner: Runner): StackOutputs {
+  const res = runner(["pulumi", "stack", "output", "--json", "--stack", stack]);
+  if (res.status !== 0) {
+    throw new Error(
+      `cannot read outputs of stack ${stack}: ${res.stderr.trim()} (is the Pulumi CLI logged in to the backend? During an outage of the backend's region, import the exported state first: see README "Stack exports")`,
+    );
+  }
+  return JSON.parse(res.stdout) as StackOutputs;
+}
+
+/** Runs the failover (or prints it); returns the process exit code. */
+export function failover(
+  req: FailoverRequest,
+  runner: Runner,
+  now: Date,
+  log: (line: string) => void,
+): number {
+  const dr = outputsOf(req.to, runner);
+  const listed = runner([
+    "npm",
+    "run",
+    "-s",
+    "worker",
+    "--",
+    "list",
+    "--json",
+    "--storage-account-url",
+    dr.restoreSourceBlobEndpoint,
+    "--container",
+    dr.restoreSourceContainerName,
+  ]);
+  if (listed.status !== 0) {
+    log(`dr:failover: listing backups on ${dr.restoreSourceBlobEndpoint} failed: ${listed.stderr.trim()}`);
+    return 1;
+  }
+  const { backups } = JSON.parse(listed.stdout) as { backups: ListedBackup[] };
+  const { chosen, problems } = latestBackups(backups, req.collections, now, req.maxAgeHours);
+  if (problems.length > 0) {
+    log(`dr:failover: refusing to fail over:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    return 1;
+  }
+  const steps = failoverPlan(req, dr, chosen);
+  log(`dr:failover: ${req.execute ? "executing" : "dry run (add --execute to run)"}: ${steps.length} steps`);
+  for (const [i, step] of steps.entries()) {
+    log(`  ${i + 1}. ${step.title}\n     $ ${step.command.join(" ")}`);
+    if (!req.execute) continue;
+    const started = Date.now();
+    const res = runner(step.command);
+    if (res.status !== 0) {
+      log(
+        `dr:failover: step ${i + 1} failed (${step.title}): ${res.stderr.trim()}; fix it and re-run: completed steps are safe to repeat`,
+      );
+      return 1;
+    }
+    log(`     done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  }
+  log("Clients must now:");
+  for (const line of clientInstructions(req, dr, chosen)) log(`  - ${line}`);
+  return 0;
+}
+
+if (require.main === module) {
+  const parsed = parseFailoverArgs(process.argv.slice(2));
+  if ("problems" in parsed) {
+    console.error(`dr:failover: ${parsed.problems.join("; ")}\n${USAGE}`);
+    process.exit(2);
+  }
+  try {
+    process.exit(
+      failover(parsed, run, new Date(), (l) => {
+        console.error(l);
+      }),
+    );
+  } catch (err) {
+    console.error(`dr:failover: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  }
+}

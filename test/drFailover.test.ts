@@ -1,0 +1,162 @@
+import * as assert from "node:assert/strict";
+import {
+  failover,
+  FailoverRequest,
+  latestBackups,
+  ListedBackup,
+  parseFailoverArgs,
+  StackOutputs,
+} from "../scripts/dr-failover";
+
+const NOW = new Date("2026-11-25T12:00:00Z");
+const listed: ListedBackup[] = [
+  {
+    backupId: "documents-20261125T020000Z-a1",
+    collection: "documents",
+    time: "2026-11-25T02:00:00Z",
+    rows: "1000000",
+    bytes: 600_000_000,
+  },
+  {
+    backupId: "documents-20261124T020000Z-b2",
+    collection: "documents",
+    time: "2026-11-24T02:00:00Z",
+    rows: "990000",
+    bytes: 590_000_000,
+  },
+  {
+    backupId: "images-20261123T020000Z-c3",
+    collection: "images",
+    time: "2026-11-23T02:00:00Z",
+    rows: 5000,
+    bytes: 3_000_000,
+  },
+];
+const drOutputs: StackOutputs = {
+  resourceGroupName: "milvus-dr-rg",
+  clusterName: "milvus-dr-aks",
+  restoreSourceBlobEndpoint: "https://milvusbkprod-secondary.blob.core.windows.net/",
+  restoreSourceContainerName: "milvus-backups",
+  milvusImageTag: "v2.6.24",
+  primaryMilvusImageTag: "v2.6.24",
+  milvusAddress: "10.20.0.50:19530",
+};
+
+function fakeRunner(failOn?: string) {
+  const calls: string[] = [];
+  const runner = (command: string[]) => {
+    const line = command.join(" ");
+    calls.push(line);
+    if (failOn && line.includes(failOn)) return { status: 1, stdout: "", stderr: "boom" };
+    if (line.startsWith("pulumi stack output"))
+      return { status: 0, stdout: JSON.stringify(drOutputs), stderr: "" };
+    if (line.includes(" list --json"))
+      return { status: 0, stdout: JSON.stringify({ backups: listed }), stderr: "" };
+    return { status: 0, stdout: "", stderr: "" };
+  };
+  return { calls, runner };
+}
+
+describe("dr:failover", () => {
+  it("parses its flags, dry-run by default, and reports every problem at once", () => {
+    assert.deepEqual(parseFailoverArgs(["--from", "prod", "--to", "dr", "--collection", "documents"]), {
+      from: "prod",
+      to: "dr",
+      collections: ["documents"],
+      maxAgeHours: 30,
+      dataMinCount: 2,
+      execute: false,
+    });
+    assert.deepEqual(parseFailoverArgs(["--to", "--max-age-hours", "0", "--oops"]), {
+      problems: [
+        "--to needs a value",
+        '--max-age-hours must be a whole number >= 1, got "0"',
+        'unknown argument "--oops"',
+        "--from is required (the primary stack, e.g. prod)",
+        "--to is required (the dr stack, e.g. dr)",
+      ],
+    });
+  });
+
+  it("picks the newest complete backup per collection and refuses stale or missing ones", () => {
+    const ok = latestBackups(listed, ["documents"], NOW, 30);
+    assert.deepEqual(
+      ok.chosen.map((b) => b.backupId),
+      ["documents-20261125T020000Z-a1"],
+    );
+    assert.deepEqual(ok.problems, []);
+    const bad = latestBackups(listed, ["documents", "images", "missing"], NOW, 30);
+    assert.deepEqual(
+      bad.chosen.map((b) => b.backupId),
+      ["documents-20261125T020000Z-a1"],
+    );
+    assert.deepEqual(bad.problems, [
+      "collection images: newest backup images-20261123T020000Z-c3 is 58.0 h old, over --max-age-hours 30; check geo-replication (Last Sync Time) or raise --max-age-hours to accept the data loss",
+      "collection missing: no complete backup on the secondary endpoint",
+    ]);
+  });
+
+  it("runs nothing but reads in a dry run, and prints the plan and the client changes", () => {
+    const { calls, runner } = fakeRunner();
+    const log: string[] = [];
+    const req = parseFailoverArgs([
+      "--from",
+      "prod",
+      "--to",
+      "dr",
+      "--collection",
+      "documents",
+    ]) as FailoverRequest;
+    assert.equal(
+      failover(req, runner, NOW, (l) => log.push(l)),
+      0,
+    );
+    assert.deepEqual(calls, [
+      "pulumi stack output --json --stack dr",
+      "npm run -s worker -- list --json --storage-account-url https://milvusbkprod-secondary.blob.core.windows.net/ --container milvus-backups",
+    ]);
+    const text = log.join("\n");
+    assert.match(text, /dry run \(add --execute to run\): 6 steps/);
+    assert.match(
+      text,
+      /\$ npm run -s restore-job -- --stack dr --backup documents-20261125T020000Z-a1 --storage-account-url https:\/\/milvusbkprod-secondary\.blob\.core\.windows\.net\/ --container milvus-backups/,
+    );
+    assert.match(text, /point clients at 10\.20\.0\.50:19530/);
+    assert.match(text, /documents as of 2026-11-25T02:00:00Z/);
+  });
+
+  it("executes the steps in order and stops at the first failure", () => {
+    const { calls, runner } = fakeRunner("pulumi up");
+    const log: string[] = [];
+    const req = parseFailoverArgs(["--from", "prod", "--to", "dr", "--execute"]) as FailoverRequest;
+    assert.equal(
+      failover(req, runner, NOW, (l) => log.push(l)),
+      1,
+    );
+    // Without --collection every collection on the secondary is failed over; images is too old.
+    assert.match(log.join("\n"), /refusing to fail over:\n {2}- collection images: newest backup/);
+
+    const again = fakeRunner("pulumi up");
+    const req2 = parseFailoverArgs([
+      "--from",
+      "prod",
+      "--to",
+      "dr",
+      "--collection",
+      "documents",
+      "--execute",
+    ]) as FailoverRequest;
+    const log2: string[] = [];
+    assert.equal(
+      failover(req2, again.runner, NOW, (l) => log2.push(l)),
+      1,
+    );
+    assert.deepEqual(again.calls.slice(2), [
+      "npm run -s worker -- verify --backup documents-20261125T020000Z-a1 --storage-account-url https://milvusbkprod-secondary.blob.core.windows.net/ --container milvus-backups",
+      "pulumi config set --stack dr --path milvus-aks:nodePools.data.minCount 2",
+      "pulumi up --stack dr --yes --skip-preview",
+    ]);
+    assert.match(log2.join("\n"), /step 3 failed \(bring up the dr stack\): boom/);
+    assert.equal(calls.length, 2);
+  });
+});
