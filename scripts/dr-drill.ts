@@ -1,0 +1,291 @@
+import { spawn } from "node:child_process";
+import * as path from "node:path";
+import { DataType, MilvusClient } from "@zilliz/milvus2-sdk-node";
+import { AzuriteServer, MilvusLiteServer, startAzurite, startMilvusLite } from "../tools/local-servers";
+
+/**
+ * `npm run dr:drill -- [--rows 20000] [--dim 128] [--after-backup-seconds 2] [--json]`
+ *
+ * A region loss on one machine: a "primary" Milvus Lite with seeded data and writes that keep coming,
+ * a backup to Azurite taken by the worker CLI (the same command the CronJob runs), the primary killed
+ * with SIGKILL, then a fresh "DR" Milvus Lite restored from the newest complete backup by the worker's
+ * `restore` (the command the dr stack's restore Job runs). Prints the measured RPO (rows and seconds
+ * acknowledged after the backup's snapshot, i.e. lost) and RTO (failover start to a verified restore).
+ */
+
+export interface DrillOptions {
+  rows: number;
+  dim: number;
+  afterBackupSeconds: number;
+  /** Rows per continuing write and the pause between writes. */
+  writeBatch: number;
+  writeIntervalMs: number;
+  log: (line: string) => void;
+}
+
+export interface DrillReport {
+  seededRows: number;
+  acknowledgedRows: number;
+  backupId: string;
+  backupRows: number;
+  restoredRows: number;
+  rpoRows: number;
+  rpoSeconds: number;
+  rtoSeconds: number;
+  phases: Record<string, number>;
+}
+
+const COLLECTION = "drill_vectors";
+const ROOT = path.resolve(__dirname, "..");
+
+function check(
+  status: { code?: number; error_code?: string | number; reason?: string } | undefined,
+  what: string,
+) {
+  // The SDK signals failures in `code`; `error_code` can still read "Success" (DESIGN §6).
+  if (!status || (status.code ?? 0) !== 0) {
+    throw new Error(`${what} failed: ${status?.reason ?? "no status"} (code ${String(status?.code)})`);
+  }
+}
+
+function rowsFrom(start: number, count: number, dim: number, now: number) {
+  return Array.from({ length: count }, (_, i) => {
+    const id = start + i;
+    const vector = Array.from({ length: dim }, (_, j) => Math.sin(id * 0.7 + j));
+    return { id: String(id), vector, written_at: String(now) };
+  });
+}
+
+/** Runs the worker CLI as a separate process, exactly as `npm run -s worker -- <args>` does. */
+function worker(args: string[], env: Record<string, string>): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ["-r", "ts-node/register/transpile-only", path.join(ROOT, "backup/cli.ts"), ...args, "--json"],
+      { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (code !== 0) {
+        const last = err.trim().split("\n").pop() ?? "";
+        reject(new Error(`worker ${args[0] ?? ""} exited ${String(code)}: ${last}`));
+        return;
+      }
+      try {
+        resolve(JSON.parse(out));
+      } catch {
+        reject(new Error(`worker ${args[0] ?? ""} printed no JSON document: ${out.slice(0, 200)}`));
+      }
+    });
+  });
+}
+
+const seconds = (ms: number) => Math.round(ms / 10) / 100;
+
+export async function runDrill(o: DrillOptions): Promise<DrillReport> {
+  const servers: (AzuriteServer | MilvusLiteServer)[] = [];
+  const phases: Record<string, number> = {};
+  try {
+    const [azurite, primary] = await Promise.all([startAzurite(), startMilvusLite()]);
+    servers.push(azurite, primary);
+    const storageEnv = {
+      AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString,
+      BACKUP_CONTAINER: "drill-backups",
+    };
+
+    const client = new MilvusClient({ address: primary.address });
+    check(
+      await client.createCollection({
+        collection_name: COLLECTION,
+        fields: [
+          { name: "id", data_type: DataType.Int64, is_primary_key: true, autoID: false },
+          { name: "vector", data_type: DataType.FloatVector, dim: o.dim },
+          { name: "written_at", data_type: DataType.Int64 },
+        ],
+      }),
+      "create collection",
+    );
+    check(
+      await client.createIndex({
+        collection_name: COLLECTION,
+        field_name: "vector",
+        index_type: "FLAT",
+        metric_type: "L2",
+      }),
+      "create index",
+    );
+    check(await client.loadCollectionSync({ collection_name: COLLECTION }), "load collection");
+
+    // Acknowledgement time of the last row of every write, in pk order: rows are written sequentially.
+    const acks: { lastId: number; at: number }[] = [];
+    let next = 0;
+    const seedStart = Date.now();
+    while (next < o.rows) {
+      const count = Math.min(5000, o.rows - next);
+      const res = await client.insert({
+        collection_name: COLLECTION,
+        data: rowsFrom(next, count, o.dim, Date.now()),
+      });
+      check(res.status, "seed insert");
+      next += count;
+      acks.push({ lastId: next - 1, at: Date.now() });
+    }
+    phases.seedSeconds = seconds(Date.now() - seedStart);
+    o.log(`drill: seeded ${o.rows} rows x ${o.dim}-d in ${phases.seedSeconds} s`);
+
+    // Writes keep coming until the primary dies; the first failed write marks the crash.
+    const state = { writing: true };
+    const writer = (async () => {
+      while (state.writing) {
+        try {
+          const res = await client.insert({
+            collection_name: COLLECTION,
+            data: rowsFrom(next, o.writeBatch, o.dim, Date.now()),
+          });
+          if ((res.status.code ?? 0) !== 0) break;
+          next += o.writeBatch;
+          acks.push({ lastId: next - 1, at: Date.now() });
+        } catch {
+          break;
+        }
+        await new Promise((r) => setTimeout(r, o.writeIntervalMs));
+      }
+    })();
+
+    const backupStart = Date.now();
+    const backup = (await worker(["backup", "--collection", COLLECTION], {
+      ...storageEnv,
+      MILVUS_ADDRESS: primary.address,
+    })) as { backups: { backupId: string; rows: number | string }[] };
+    const taken = backup.backups.at(0);
+    if (!taken) throw new Error("the backup printed no backup");
+    phases.backupSeconds = seconds(Date.now() - backupStart);
+    o.log(
+      `drill: backup ${taken.backupId} holds ${String(taken.rows)} rows (${phases.backupSeconds} s); writes continue`,
+    );
+
+    await new Promise((r) => setTimeout(r, o.afterBackupSeconds * 1000));
+    // Region loss: no graceful shutdown, no final flush.
+    process.kill(primary.pid, "SIGKILL");
+    const crashAt = Date.now();
+    state.writing = false;
+    await writer;
+    await client.closeConnection();
+    const acknowledgedRows = next;
+    o.log(`drill: primary killed; ${acknowledgedRows} rows had been acknowledged`);
+
+    // Failover: everything from here counts toward the RTO.
+    const failoverStart = Date.now();
+    const dr = await startMilvusLite();
+    servers.push(dr);
+    phases.startDrMilvusSeconds = seconds(Date.now() - failoverStart);
+    const listStart = Date.now();
+    const listed = (await worker(["list", "--collection", COLLECTION], storageEnv)) as {
+      backups: { backupId: string; rows: number | string }[];
+    };
+    const newest = listed.backups.at(0);
+    if (!newest) throw new Error("no complete backup is listed");
+    phases.listSeconds = seconds(Date.now() - listStart);
+    const restoreStart = Date.now();
+    await worker(["restore", "--backup", newest.backupId], { ...storageEnv, MILVUS_ADDRESS: dr.address });
+    phases.restoreSeconds = seconds(Date.now() - restoreStart);
+    const drClient = new MilvusClient({ address: dr.address });
+    const counted = await drClient.query({
+      collection_name: COLLECTION,
+      output_fields: ["count(*)"],
+      filter: "",
+    });
+    check(counted.status, "count restored rows");
+    const restoredRows = Number(counted.data[0]?.["count(*)"]);
+    await drClient.closeConnection();
+    const rtoSeconds = seconds(Date.now() - failoverStart);
+
+    const backupRows = Number(newest.rows);
+    if (restoredRows !== backupRows) {
+      throw new Error(`restored ${restoredRows} rows but backup ${newest.backupId} promised ${backupRows}`);
+    }
+    // The newest write contained in the backup: the snapshot holds a pk prefix of the sequential writes.
+    const lastIncluded = acks.find((a) => a.lastId >= backupRows - 1)?.at ?? crashAt;
+    const lastAcked = acks.at(-1)?.at ?? crashAt;
+    const report: DrillReport = {
+      seededRows: o.rows,
+      acknowledgedRows,
+      backupId: newest.backupId,
+      backupRows,
+      restoredRows,
+      rpoRows: acknowledgedRows - backupRows,
+      rpoSeconds: seconds(lastAcked - lastIncluded),
+      rtoSeconds,
+      phases,
+    };
+    return report;
+  } finally {
+    await Promise.all(servers.map((s) => s.stop().catch(() => undefined)));
+  }
+}
+
+function parse(
+  argv: string[],
+): { options: Omit<DrillOptions, "log">; json: boolean } | { problems: string[] } {
+  const options = { rows: 20000, dim: 128, afterBackupSeconds: 2, writeBatch: 100, writeIntervalMs: 50 };
+  const problems: string[] = [];
+  let json = false;
+  const numeric = new Map<string, keyof typeof options>([
+    ["--rows", "rows"],
+    ["--dim", "dim"],
+    ["--after-backup-seconds", "afterBackupSeconds"],
+    ["--write-batch", "writeBatch"],
+    ["--write-interval-ms", "writeIntervalMs"],
+  ]);
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv.at(i) ?? "";
+    const key = numeric.get(arg);
+    if (arg === "--json") json = true;
+    else if (key) {
+      const n = Number(argv.at(i + 1));
+      i++;
+      if (!Number.isInteger(n) || n < 1) problems.push(`${arg} must be a whole number >= 1`);
+      else options[key] = n;
+    } else problems.push(`unknown argument ${JSON.stringify(arg)}`);
+  }
+  return problems.length > 0 ? { problems } : { options, json };
+}
+
+if (require.main === module) {
+  const parsed = parse(process.argv.slice(2));
+  if ("problems" in parsed) {
+    console.error(
+      `dr:drill: ${parsed.problems.join("; ")}\nusage: npm run dr:drill -- [--rows N] [--dim D] [--after-backup-seconds S] [--write-batch B] [--write-interval-ms MS] [--json]`,
+    );
+    process.exit(2);
+  }
+  runDrill({
+    ...parsed.options,
+    log: (l) => {
+      console.error(l);
+    },
+  }).then(
+    (r) => {
+      if (parsed.json) console.log(JSON.stringify(r));
+      else {
+        console.log(
+          `RPO: ${r.rpoRows} rows, ${r.rpoSeconds} s of acknowledged writes lost (backup ${r.backupId})`,
+        );
+        console.log(`RTO: ${r.rtoSeconds} s from failover start to ${r.restoredRows} verified rows`);
+        console.log(
+          `phases (s): ${Object.entries(r.phases)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(" ")}`,
+        );
+      }
+    },
+    (err: unknown) => {
+      console.error(`dr:drill: ${err instanceof Error ? err.message : String(err)}`);
+      process.exit(1);
+    },
+  );
+}
