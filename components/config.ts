@@ -75,6 +75,13 @@ export interface EtcdConfig {
 export interface MinioConfig {
   replicas: number;
   diskSizeGi: number;
+  /**
+   * MinIO server image, pinned to a frozen release (>= RELEASE.2024-12-18 for Woodpecker). MinIO stopped
+   * publishing community images, so point this at a copy in your own registry.
+   */
+  image: string;
+  /** MinIO client (`mc`) image for the bucket-creation Job, pinned likewise. */
+  clientImage: string;
 }
 
 export interface BackupConfig {
@@ -241,7 +248,12 @@ export function defaultsFor(
     },
     objectStore: "minio",
     etcd: { replicas: production ? 3 : 1, diskSizeGi: 20, quotaBackendBytes: 4 * 1024 ** 3 },
-    minio: { replicas: production ? 4 : 1, diskSizeGi: production ? 500 : 50 },
+    minio: {
+      replicas: production ? 4 : 1,
+      diskSizeGi: production ? 500 : 50,
+      image: "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z",
+      clientImage: "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z",
+    },
     backup: {
       schedule: "0 2 * * *",
       retentionDays: 30,
@@ -376,6 +388,9 @@ const COLLECTION = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
 const STACK_REF = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
 const SUBNET_ID =
   /^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.Network\/virtualNetworks\/[^/]+\/subnets\/[^/]+$/i;
+// MinIO images pinned to a RELEASE tag or a digest, never `latest` or another floating tag.
+const MINIO_IMAGE =
+  /^[a-z0-9.-]+(:\d+)?\/[a-z0-9._/-]+(:RELEASE\.[0-9TZ-]+(\.[a-z0-9]+)*|@sha256:[a-f0-9]{64})$/;
 const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
 
 /** Five-field cron, numeric fields only: CronJob accepts more, but this is what we document and test. */
@@ -746,7 +761,30 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
   const minio: MinioConfig = {
     replicas: r.int("minio.replicas", d.minio.replicas, 1, 32),
     diskSizeGi: r.int("minio.diskSizeGi", d.minio.diskSizeGi, 10, 32767, " GiB"),
+    image: r.string(
+      "minio.image",
+      d.minio.image,
+      MINIO_IMAGE,
+      'a MinIO image pinned to a RELEASE tag (>= RELEASE.2024-12-18, which Woodpecker needs) or a digest, e.g. "myacr.azurecr.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"',
+      d.minio.image,
+    ),
+    clientImage: r.string(
+      "minio.clientImage",
+      d.minio.clientImage,
+      MINIO_IMAGE,
+      'an mc image pinned to a RELEASE tag or a digest (never "latest")',
+      d.minio.clientImage,
+    ),
   };
+  const minioRelease = /:RELEASE\.(\d{4})-(\d{2})-(\d{2})/.exec(minio.image);
+  if (minioRelease && `${minioRelease[1]}${minioRelease[2]}${minioRelease[3]}` < "20241218") {
+    problems.add(
+      "minio.image",
+      minio.image,
+      "a MinIO release from RELEASE.2024-12-18 or later",
+      "Woodpecker needs S3 conditional writes, which older MinIO releases lack.",
+    );
+  }
   if (minio.replicas !== 1 && minio.replicas < 4) {
     problems.add(
       "minio.replicas",

@@ -42,6 +42,48 @@ export const MILVUS_GRPC_PORT = 19530;
 export const ETCD_CLIENT_PORT = 2379;
 export const ETCD_METRICS_PORT = 2381;
 export const MINIO_API_PORT = 9000;
+/** etcd's raft peer port (member to member only). */
+export const ETCD_PEER_PORT = 2380;
+/** Streaming node gRPC port (Milvus 2.6 default `streamingNode.port`). */
+export const MILVUS_STREAMING_PORT = 22222;
+
+/** Container port names: Services target these, PodMonitors select `metrics`. */
+export const PORT_NAMES = {
+  milvusGrpc: "grpc",
+  milvusMetrics: METRICS_PORT_NAME,
+  etcdClient: "client",
+  etcdPeer: "peer",
+  etcdMetrics: METRICS_PORT_NAME,
+  // MinIO serves its metrics on the API port, so that one port carries the name PodMonitors select.
+  minioApi: METRICS_PORT_NAME,
+} as const;
+
+/** `app.kubernetes.io/component` values of the Milvus pods (one per `milvus run <role>`). */
+export const MILVUS_ROLES = {
+  standalone: "standalone",
+  mixCoord: "mixcoord",
+  proxy: "proxy",
+  queryNode: "querynode",
+  dataNode: "datanode",
+  streamingNode: "streamingnode",
+} as const;
+export type MilvusRole = (typeof MILVUS_ROLES)[keyof typeof MILVUS_ROLES];
+
+/** The labels a workload's selector uses: name and component only, so adding labels later never orphans pods. */
+export function selectorLabels(name: string, component: string): Record<string, string> {
+  return { "app.kubernetes.io/name": name, "app.kubernetes.io/component": component };
+}
+
+/** Node selector for the per-zone data pools. */
+export const DATA_POOL_SELECTOR: Readonly<Record<string, string>> = { [DATA_POOL_LABEL]: DATA_POOL_VALUE };
+
+/** Label Kubernetes sets on every namespace; NetworkPolicies select namespaces by it. */
+export const NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name";
+
+/** In-cluster DNS name of a Service or headless pod name. */
+export function clusterDns(host: string, namespace: string): string {
+  return `${host}.${namespace}.svc.cluster.local`;
+}
 
 /** `app.kubernetes.io/name` values of the workloads. */
 export const APP = {

@@ -5,6 +5,7 @@ import { AksClusterComponent } from "./aksCluster";
 import { BackupStorageComponent } from "./backupStorage";
 import { NetworkComponent } from "./network";
 import { PrimaryStackComponent } from "./primaryStack";
+import { DataLayerComponent } from "./dataLayer";
 import { compactName } from "./naming";
 
 /**
@@ -67,6 +68,16 @@ export function createStack(cfg: StackConfig) {
   };
 
   // [data-layer] Kubernetes data layer is composed here (issue 3).
+  const dataLayer = new DataLayerComponent(
+    `${name}-data`,
+    {
+      config: cfg,
+      resourceGroupName: rg.name,
+      nodeSubnetId: net.nodeSubnetId,
+      oidcIssuerUrl: aks.oidcIssuerUrl,
+    },
+    { providers: { kubernetes: aks.provider } },
+  );
 
   // [monitoring] Monitoring stack is composed here (issue 4).
 
@@ -88,5 +99,9 @@ export function createStack(cfg: StackConfig) {
     restoreSourceBlobEndpoint: restoreSource.blobEndpoint,
     restoreSourceContainerName: restoreSource.containerName,
     primaryMilvusImageTag: primary ? primary.milvusImageTag : pulumi.output(cfg.milvus.imageTag),
+    milvusAddress: dataLayer.milvusAddress,
+    milvusRootPassword: dataLayer.milvusRootPassword,
+    milvusServiceName: dataLayer.milvusServiceName,
+    milvusNamespace: dataLayer.namespace,
   };
 }

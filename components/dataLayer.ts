@@ -1,0 +1,157 @@
+import * as pulumi from "@pulumi/pulumi";
+import { StackConfig } from "./config";
+import { EtcdComponent } from "./etcd";
+import { MilvusComponent, MilvusObjectStoreArgs, milvusDefaults } from "./milvus";
+import { MilvusBlobStorageComponent } from "./milvusBlobStorage";
+import { MinioComponent } from "./minio";
+import { compactName, DATA_NAMESPACE, MILVUS_ROLES } from "./naming";
+import { DataNamespaceComponent } from "./namespaces";
+import { DataNetworkPoliciesComponent } from "./networkPolicies";
+import { StorageClassesComponent } from "./storageClasses";
+
+export interface DataLayerArgs {
+  /** The validated stack configuration. @default none */
+  config: StackConfig;
+  /** Resource group for Azure resources of the data layer (the Azure Blob object store). @default none */
+  resourceGroupName: pulumi.Input<string>;
+  /** AKS node subnet, allowed through the Milvus storage account firewall. @default none */
+  nodeSubnetId: pulumi.Input<string>;
+  /** The cluster's OIDC issuer URL, for Milvus's workload identity. @default none */
+  oidcIssuerUrl: pulumi.Input<string>;
+  /** Data namespace name. @default "milvus" */
+  namespace?: string;
+}
+
+/**
+ * The Kubernetes data layer: namespace, StorageClasses, etcd, the object store (MinIO, or Azure Blob
+ * through workload identity), Milvus in the configured mode, and the namespace's NetworkPolicies.
+ * Create it with the AKS component's Kubernetes provider (`providers: [aks.provider]`).
+ */
+export class DataLayerComponent extends pulumi.ComponentResource {
+  /** In-cluster Milvus gRPC address, `host:port`. */
+  public readonly milvusAddress: pulumi.Output<string>;
+  /** Milvus root password (a Pulumi secret). */
+  public readonly milvusRootPassword: pulumi.Output<string>;
+  /** The client-facing Service (an internal LoadBalancer). */
+  public readonly milvusServiceName: pulumi.Output<string>;
+  public readonly namespace: pulumi.Output<string>;
+  /** Storage account holding Milvus's data, when `objectStore` is `azureBlob`. */
+  public readonly milvusStorageAccountName: pulumi.Output<string | undefined>;
+
+  constructor(name: string, args: DataLayerArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("milvus-aks:k8s:DataLayer", name, {}, opts);
+    const cfg = args.config;
+    const nsName = args.namespace ?? DATA_NAMESPACE;
+    const child = { parent: this };
+
+    const ns = new DataNamespaceComponent(
+      `${name}-namespace`,
+      { environment: cfg.environment, name: nsName },
+      child,
+    );
+    const classes = new StorageClassesComponent(`${name}-storage`, { diskSku: cfg.storage.diskSku }, child);
+
+    const etcd = new EtcdComponent(
+      `${name}-etcd`,
+      {
+        namespace: ns.name,
+        namespaceName: nsName,
+        replicas: cfg.etcd.replicas,
+        diskSizeGi: cfg.etcd.diskSizeGi,
+        quotaBackendBytes: cfg.etcd.quotaBackendBytes,
+        storageClassName: classes.retainClassName,
+        zoneCount: cfg.zones.length,
+      },
+      child,
+    );
+
+    let objectStore: MilvusObjectStoreArgs;
+    let storageAccountName: pulumi.Output<string | undefined> = pulumi.output(undefined);
+    if (cfg.objectStore === "minio") {
+      const minio = new MinioComponent(
+        `${name}-minio`,
+        {
+          namespace: ns.name,
+          namespaceName: nsName,
+          replicas: cfg.minio.replicas,
+          diskSizeGi: cfg.minio.diskSizeGi,
+          image: cfg.minio.image,
+          clientImage: cfg.minio.clientImage,
+          storageClassName: classes.retainClassName,
+          zoneCount: cfg.zones.length,
+        },
+        child,
+      );
+      objectStore = {
+        kind: "minio",
+        host: minio.host,
+        port: minio.port,
+        bucketName: minio.bucketName,
+        accessKey: minio.accessKey,
+        secretKey: minio.secretKey,
+      };
+    } else {
+      const blob = new MilvusBlobStorageComponent(
+        `${name}-blob`,
+        {
+          resourceGroupName: args.resourceGroupName,
+          location: cfg.location,
+          // Storage account names are global: the stack name keeps environments apart.
+          accountName: compactName("milvusdata", cfg.stack),
+          allowedSubnetId: args.nodeSubnetId,
+          oidcIssuerUrl: args.oidcIssuerUrl,
+          namespace: nsName,
+          serviceAccountName: milvusDefaults(cfg.milvus.imageTag).serviceAccountName,
+          production: cfg.production,
+          tags: cfg.tags,
+        },
+        child,
+      );
+      objectStore = {
+        kind: "azureBlob",
+        accountName: blob.accountName,
+        containerName: blob.containerName,
+        identityClientId: blob.identityClientId,
+      };
+      storageAccountName = blob.accountName;
+    }
+
+    const milvus = new MilvusComponent(
+      `${name}-milvus`,
+      {
+        namespace: ns.name,
+        namespaceName: nsName,
+        milvus: cfg.milvus,
+        zoneCount: cfg.zones.length,
+        etcdEndpoints: etcd.endpoints,
+        objectStore,
+        retainStorageClassName: classes.retainClassName,
+        scratchStorageClassName: classes.scratchClassName,
+      },
+      child,
+    );
+
+    new DataNetworkPoliciesComponent(
+      `${name}-netpol`,
+      {
+        namespace: ns.name,
+        clientRole: cfg.milvus.mode === "standalone" ? MILVUS_ROLES.standalone : MILVUS_ROLES.proxy,
+        objectStore: cfg.objectStore,
+        vnetCidr: cfg.network.vnetCidr,
+      },
+      child,
+    );
+
+    this.milvusAddress = pulumi.output(milvus.address);
+    this.milvusRootPassword = milvus.rootPassword;
+    this.milvusServiceName = pulumi.output(milvus.serviceName);
+    this.namespace = ns.name;
+    this.milvusStorageAccountName = storageAccountName;
+    this.registerOutputs({
+      milvusAddress: this.milvusAddress,
+      milvusRootPassword: this.milvusRootPassword,
+      milvusServiceName: this.milvusServiceName,
+      namespace: this.namespace,
+    });
+  }
+}

@@ -1,0 +1,566 @@
+import * as crypto from "node:crypto";
+import * as pulumi from "@pulumi/pulumi";
+import * as k8s from "@pulumi/kubernetes";
+import * as random from "@pulumi/random";
+import { MILVUS_TERMINATION_GRACE_SECONDS, MilvusConfig, RoleSizing } from "./config";
+import { MILVUS_LOCAL_STORAGE_PATH, MilvusObjectStore, renderMilvusUserConfig } from "./milvusConfig";
+import {
+  APP,
+  appLabels,
+  clusterDns,
+  DATA_POOL_SELECTOR,
+  MILVUS_GRPC_PORT,
+  MILVUS_METRICS_PORT,
+  MILVUS_ROLES,
+  MilvusRole,
+  PORT_NAMES,
+  selectorLabels,
+} from "./naming";
+import { podSecurityContext, restrictedContainerSecurity, zoneSpread } from "./podSpec";
+
+/** Object store as the component receives it: secrets stay Pulumi outputs until rendered. */
+export type MilvusObjectStoreArgs =
+  | {
+      kind: "minio";
+      host: string;
+      port: number;
+      bucketName: string;
+      accessKey: pulumi.Output<string>;
+      secretKey: pulumi.Output<string>;
+    }
+  | {
+      kind: "azureBlob";
+      accountName: pulumi.Output<string>;
+      containerName: pulumi.Output<string>;
+      /** Client id of the identity federated with Milvus's service account. */
+      identityClientId: pulumi.Output<string>;
+    };
+
+export interface MilvusArgs {
+  /** Namespace to run in. @default none */
+  namespace: pulumi.Input<string>;
+  /** Namespace name as plain text (for the in-cluster address). @default none */
+  namespaceName: string;
+  /** Mode, image and per-role sizing. @default none: the stack's `milvus.*` config */
+  milvus: MilvusConfig;
+  /** Zones the multi-replica roles spread over. @default none: `zones.length` */
+  zoneCount: number;
+  /** `host:port` of every etcd member. @default none */
+  etcdEndpoints: string[];
+  /** Object store (MinIO or Azure Blob). @default none */
+  objectStore: MilvusObjectStoreArgs;
+  /** StorageClass for the standalone pod's data (Retain). @default none */
+  retainStorageClassName: pulumi.Input<string>;
+  /** StorageClass for query and streaming node caches (Delete). @default none */
+  scratchStorageClassName: pulumi.Input<string>;
+  /** Pod termination grace period, seconds; must stay under the node drain timeout. @default 1800 */
+  terminationGraceSeconds?: number;
+}
+
+/** The article's probe timings (liveness 30/10/5/3, readiness 15/5/3/2) on Milvus's `:9091/healthz`. */
+export function milvusProbes(startupFailureThreshold: number) {
+  const http = { path: "/healthz", port: PORT_NAMES.milvusMetrics };
+  return {
+    // Segment loading can take minutes after a restart; liveness only starts once this has passed.
+    startupProbe: {
+      httpGet: http,
+      periodSeconds: 10,
+      timeoutSeconds: 5,
+      failureThreshold: startupFailureThreshold,
+    },
+    livenessProbe: {
+      httpGet: http,
+      initialDelaySeconds: 30,
+      periodSeconds: 10,
+      timeoutSeconds: 5,
+      failureThreshold: 3,
+    },
+    readinessProbe: {
+      httpGet: http,
+      initialDelaySeconds: 15,
+      periodSeconds: 5,
+      timeoutSeconds: 3,
+      failureThreshold: 2,
+    },
+  };
+}
+
+/** One direction of an HPA's `behavior`. */
+export interface ScalingRules {
+  stabilizationWindowSeconds?: number;
+  selectPolicy?: "Max" | "Min" | "Disabled";
+  policies?: { type: "Percent" | "Pods"; value: number; periodSeconds: number }[];
+}
+
+/** The article's HPA targets and behaviour block. */
+export const ARTICLE_HPA: {
+  cpuUtilization: number;
+  memoryUtilization: number;
+  scaleUp: ScalingRules;
+  scaleDown: ScalingRules;
+} = {
+  cpuUtilization: 70,
+  memoryUtilization: 80,
+  scaleUp: {
+    stabilizationWindowSeconds: 60,
+    policies: [{ type: "Percent", value: 100, periodSeconds: 30 }],
+  },
+  scaleDown: {
+    stabilizationWindowSeconds: 300,
+    policies: [{ type: "Percent", value: 50, periodSeconds: 60 }],
+  },
+};
+
+/** One workload of the Milvus topology. */
+export interface MilvusWorkloadPlan {
+  role: MilvusRole;
+  kind: "Deployment" | "StatefulSet";
+  sizing: RoleSizing;
+  /** Replicas Pulumi sets; undefined when an HPA owns the count (its minReplicas is `sizing.replicas`). */
+  replicas: number | undefined;
+  hpa?: { minReplicas: number; maxReplicas: number; scaleDown: ScalingRules };
+  pdb: boolean;
+  /** Per-pod volume: a PVC (StatefulSet) or an emptyDir scratch space. */
+  volume: { kind: "pvc"; sizeGi: number; retain: boolean } | { kind: "emptyDir"; sizeLimit: string };
+  /** Serves client gRPC on 19530 (the LoadBalancer's backends). */
+  clientFacing: boolean;
+  startupFailureThreshold: number;
+  preStopSleepSeconds?: number;
+}
+
+/**
+ * The workloads of a mode (DESIGN §2), as one pure function (unit-tested). Standalone is exactly one
+ * pod: it embeds the coordinators and the WAL writer, so a second replica either crash-loops on its
+ * etcd session (milvus-io/milvus#28063) or acknowledges writes nobody else sees (#30355).
+ */
+export function milvusTopology(m: MilvusConfig): MilvusWorkloadPlan[] {
+  if (m.mode === "standalone") {
+    if (m.standalone.replicas !== 1) {
+      throw new Error(
+        `milvus.standalone.replicas = ${m.standalone.replicas}: standalone Milvus must run exactly 1 replica (milvus-io/milvus#28063); use milvus.mode "cluster" to scale.`,
+      );
+    }
+    return [
+      {
+        role: MILVUS_ROLES.standalone,
+        kind: "StatefulSet",
+        sizing: m.standalone,
+        replicas: 1,
+        pdb: false,
+        volume: { kind: "pvc", sizeGi: m.standalone.diskSizeGi, retain: true },
+        clientFacing: true,
+        startupFailureThreshold: 60,
+      },
+    ];
+  }
+  const neverScaleIn: ScalingRules = { selectPolicy: "Disabled" };
+  return [
+    {
+      role: MILVUS_ROLES.mixCoord,
+      kind: "Deployment",
+      sizing: m.mixCoord,
+      replicas: m.mixCoord.replicas,
+      pdb: true,
+      volume: { kind: "emptyDir", sizeLimit: "1Gi" },
+      clientFacing: false,
+      startupFailureThreshold: 30,
+    },
+    {
+      role: MILVUS_ROLES.proxy,
+      kind: "Deployment",
+      sizing: m.proxy,
+      replicas: undefined,
+      hpa: {
+        minReplicas: m.proxy.replicas,
+        maxReplicas: m.proxy.maxReplicas,
+        scaleDown: ARTICLE_HPA.scaleDown,
+      },
+      pdb: true,
+      volume: { kind: "emptyDir", sizeLimit: "1Gi" },
+      clientFacing: true,
+      startupFailureThreshold: 30,
+      // Lets the load balancer and kube-proxy drop the endpoint before the proxy stops accepting calls.
+      preStopSleepSeconds: 15,
+    },
+    {
+      role: MILVUS_ROLES.queryNode,
+      kind: "StatefulSet",
+      sizing: m.queryNode,
+      replicas: undefined,
+      // Scale-in moves or drops loaded segments (milvus-io/milvus#23504, #30982): grow only, shrink by hand.
+      hpa: {
+        minReplicas: m.queryNode.replicas,
+        maxReplicas: m.queryNode.maxReplicas,
+        scaleDown: neverScaleIn,
+      },
+      pdb: true,
+      volume: { kind: "pvc", sizeGi: m.queryNode.diskSizeGi, retain: false },
+      clientFacing: false,
+      startupFailureThreshold: 60,
+    },
+    {
+      role: MILVUS_ROLES.dataNode,
+      kind: "Deployment",
+      sizing: m.dataNode,
+      replicas: m.dataNode.replicas,
+      pdb: true,
+      // Index builds and compactions stage files locally before uploading them.
+      volume: { kind: "emptyDir", sizeLimit: "32Gi" },
+      clientFacing: false,
+      startupFailureThreshold: 30,
+    },
+    {
+      role: MILVUS_ROLES.streamingNode,
+      kind: "StatefulSet",
+      sizing: m.streamingNode,
+      replicas: m.streamingNode.replicas,
+      pdb: true,
+      volume: { kind: "pvc", sizeGi: m.streamingNode.diskSizeGi, retain: false },
+      clientFacing: false,
+      startupFailureThreshold: 60,
+    },
+  ];
+}
+
+/** Names and security settings of the Milvus workloads, as one pure function (unit-tested). */
+export function milvusDefaults(imageTag: string) {
+  return {
+    image: `milvusdb/milvus:${imageTag}`,
+    serviceName: "milvus",
+    serviceAccountName: "milvus",
+    configSecretName: "milvus-config",
+    // Milvus images since late 2025 run as the `milvus` user (uid 999, milvus-io/milvus commit 7cb7651);
+    // 2.6.1-era images ship root:root files with group rwx (0774). uid 999 with gid 0 (the root *group*,
+    // no root privileges) can run both layouts, the approach OpenShift takes (milvus-io/milvus#46897).
+    runAsUser: 999,
+    runAsGroup: 0,
+    rootPasswordLength: 32,
+  };
+}
+
+/**
+ * Milvus 2.6 on Kubernetes: a single standalone pod (dev) or the cluster roles (mixCoord active-standby,
+ * proxy and query node with HPAs, data and streaming nodes), with a generated root password, the
+ * rendered milvus.yaml in a Secret, PDBs, zone spreading, probes and an internal LoadBalancer.
+ */
+export class MilvusComponent extends pulumi.ComponentResource {
+  /** In-cluster gRPC address, `host:port`. */
+  public readonly address: string;
+  public readonly serviceName: string;
+  public readonly namespace: string;
+  /** The root user's password (a Pulumi secret). */
+  public readonly rootPassword: pulumi.Output<string>;
+  public readonly serviceAccountName: string;
+
+  constructor(name: string, args: MilvusArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("milvus-aks:k8s:Milvus", name, {}, opts);
+    const d = milvusDefaults(args.milvus.imageTag);
+    const grace = args.terminationGraceSeconds ?? MILVUS_TERMINATION_GRACE_SECONDS;
+    const plan = milvusTopology(args.milvus);
+    const ns = args.namespace;
+    const store = args.objectStore;
+    const baseLabels = appLabels(APP.milvus);
+
+    // Alphanumeric: the password also travels in `root:<password>` tokens.
+    const password = new random.RandomPassword(
+      `${name}-root-password`,
+      { length: d.rootPasswordLength, special: false },
+      { parent: this },
+    );
+    this.rootPassword = pulumi.secret(password.result);
+
+    const serviceAccount = new k8s.core.v1.ServiceAccount(
+      `${name}-sa`,
+      {
+        metadata: {
+          name: d.serviceAccountName,
+          namespace: ns,
+          labels: baseLabels,
+          annotations:
+            store.kind === "azureBlob"
+              ? { "azure.workload.identity/client-id": store.identityClientId }
+              : undefined,
+        },
+        // Milvus never calls the Kubernetes API; the workload identity webhook mounts its own token.
+        automountServiceAccountToken: false,
+      },
+      { parent: this },
+    );
+
+    const objectStore: pulumi.Output<MilvusObjectStore> =
+      store.kind === "minio"
+        ? pulumi.all([store.accessKey, store.secretKey]).apply(([accessKey, secretKey]) => ({
+            kind: "minio" as const,
+            host: store.host,
+            port: store.port,
+            bucketName: store.bucketName,
+            accessKey,
+            secretKey,
+          }))
+        : pulumi.all([store.accountName, store.containerName]).apply(([accountName, containerName]) => ({
+            kind: "azureBlob" as const,
+            accountName,
+            containerName,
+          }));
+    const userYaml = pulumi.secret(
+      pulumi.all([objectStore, this.rootPassword]).apply(([objStore, rootPassword]) =>
+        renderMilvusUserConfig({
+          mode: args.milvus.mode,
+          etcdEndpoints: args.etcdEndpoints,
+          objectStore: objStore,
+          rootPassword,
+          terminationGraceSeconds: grace,
+        }),
+      ),
+    );
+    // Pods roll when the configuration changes (a subPath mount never sees Secret updates). A SHA-256
+    // of a text containing 190 bits of generated secret reveals nothing, so it may be shown in diffs.
+    const configHash = pulumi.unsecret(
+      userYaml.apply((text) => crypto.createHash("sha256").update(text).digest("hex")),
+    );
+    const configSecret = new k8s.core.v1.Secret(
+      `${name}-config`,
+      {
+        metadata: { name: d.configSecretName, namespace: ns, labels: baseLabels },
+        type: "Opaque",
+        stringData: { "user.yaml": userYaml },
+      },
+      { parent: this },
+    );
+
+    for (const w of plan) {
+      this.workload(name, args, w, d, grace, configSecret, configHash, serviceAccount);
+    }
+
+    const clientRole = plan.find((w) => w.clientFacing)?.role ?? MILVUS_ROLES.proxy;
+    const service = new k8s.core.v1.Service(
+      `${name}-service`,
+      {
+        metadata: {
+          name: d.serviceName,
+          namespace: ns,
+          labels: appLabels(APP.milvus, clientRole),
+          // A private VNet address only: clients reach Milvus from the VNet or peered networks, never the internet.
+          annotations: { "service.beta.kubernetes.io/azure-load-balancer-internal": "true" },
+        },
+        spec: {
+          type: "LoadBalancer",
+          selector: selectorLabels(APP.milvus, clientRole),
+          ports: [
+            {
+              name: PORT_NAMES.milvusGrpc,
+              port: MILVUS_GRPC_PORT,
+              targetPort: PORT_NAMES.milvusGrpc,
+              protocol: "TCP",
+            },
+            {
+              name: PORT_NAMES.milvusMetrics,
+              port: MILVUS_METRICS_PORT,
+              targetPort: PORT_NAMES.milvusMetrics,
+              protocol: "TCP",
+            },
+          ],
+        },
+      },
+      { parent: this },
+    );
+
+    this.namespace = args.namespaceName;
+    this.serviceName = d.serviceName;
+    this.serviceAccountName = d.serviceAccountName;
+    this.address = `${clusterDns(d.serviceName, args.namespaceName)}:${MILVUS_GRPC_PORT}`;
+    this.registerOutputs({
+      address: this.address,
+      serviceName: service.metadata.name,
+      rootPassword: this.rootPassword,
+    });
+  }
+
+  private workload(
+    name: string,
+    args: MilvusArgs,
+    w: MilvusWorkloadPlan,
+    d: ReturnType<typeof milvusDefaults>,
+    grace: number,
+    configSecret: k8s.core.v1.Secret,
+    configHash: pulumi.Output<string>,
+    serviceAccount: k8s.core.v1.ServiceAccount,
+  ): void {
+    const ns = args.namespace;
+    const resourceName = `${name}-${w.role}`;
+    const objectName = `${d.serviceName}-${w.role}`;
+    const labels = appLabels(APP.milvus, w.role);
+    const selector = selectorLabels(APP.milvus, w.role);
+    const podLabels =
+      args.objectStore.kind === "azureBlob" ? { ...labels, "azure.workload.identity/use": "true" } : labels;
+    const multiReplica = (w.hpa?.minReplicas ?? w.replicas ?? 1) > 1;
+
+    const ports = [
+      ...(w.clientFacing
+        ? [{ name: PORT_NAMES.milvusGrpc, containerPort: MILVUS_GRPC_PORT, protocol: "TCP" }]
+        : []),
+      { name: PORT_NAMES.milvusMetrics, containerPort: MILVUS_METRICS_PORT, protocol: "TCP" },
+    ];
+    const container = {
+      name: w.role,
+      image: d.image,
+      imagePullPolicy: "IfNotPresent",
+      // `args`, not `command`: the image's tini entrypoint stays PID 1 and forwards SIGTERM to Milvus.
+      args: ["milvus", "run", w.role],
+      ports,
+      ...milvusProbes(w.startupFailureThreshold),
+      resources: {
+        requests: { cpu: w.sizing.requests.cpu, memory: w.sizing.requests.memory },
+        limits: { cpu: w.sizing.limits.cpu, memory: w.sizing.limits.memory },
+      },
+      lifecycle:
+        w.preStopSleepSeconds !== undefined
+          ? { preStop: { exec: { command: ["sleep", String(w.preStopSleepSeconds)] } } }
+          : undefined,
+      // Not read-only: Milvus writes scratch files outside the mounted volumes in some code paths.
+      securityContext: restrictedContainerSecurity(d.runAsUser, false),
+      volumeMounts: [
+        { name: "config", mountPath: "/milvus/configs/user.yaml", subPath: "user.yaml", readOnly: true },
+        { name: "data", mountPath: MILVUS_LOCAL_STORAGE_PATH },
+        { name: "tmp", mountPath: "/tmp" },
+      ],
+    };
+    const volumes = [
+      { name: "config", secret: { secretName: configSecret.metadata.name, defaultMode: 0o440 } },
+      { name: "tmp", emptyDir: { sizeLimit: "1Gi" } },
+      ...(w.volume.kind === "emptyDir"
+        ? [{ name: "data", emptyDir: { sizeLimit: w.volume.sizeLimit } }]
+        : []),
+    ];
+    const podTemplate = {
+      metadata: { labels: podLabels, annotations: { "milvus-aks/config-sha256": configHash } },
+      spec: {
+        serviceAccountName: serviceAccount.metadata.name,
+        nodeSelector: DATA_POOL_SELECTOR,
+        topologySpreadConstraints: multiReplica ? zoneSpread(selector, args.zoneCount) : undefined,
+        securityContext: podSecurityContext(d.runAsUser, d.runAsGroup),
+        // Milvus's graceful stop (segment hand-off, flush) takes up to 1800 s; the node pools' drain
+        // timeout (drainTimeoutMinutes, 40) is longer, so upgrades never cut it short.
+        terminationGracePeriodSeconds: grace,
+        containers: [container],
+        volumes,
+      },
+    };
+
+    let target: k8s.apps.v1.Deployment | k8s.apps.v1.StatefulSet;
+    if (w.kind === "Deployment") {
+      target = new k8s.apps.v1.Deployment(
+        resourceName,
+        {
+          metadata: { name: objectName, namespace: ns, labels },
+          spec: {
+            // Omitted when an HPA owns the count, so `pulumi up` never resets what the autoscaler chose.
+            replicas: w.replicas,
+            selector: { matchLabels: selector },
+            // Surge first: capacity never drops below the current replica count during a rollout.
+            strategy: { type: "RollingUpdate", rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+            template: podTemplate,
+          },
+        },
+        { parent: this },
+      );
+    } else {
+      const headless = new k8s.core.v1.Service(
+        `${resourceName}-headless`,
+        {
+          metadata: { name: `${objectName}-headless`, namespace: ns, labels },
+          spec: {
+            clusterIP: "None",
+            selector,
+            ports: [
+              {
+                name: PORT_NAMES.milvusMetrics,
+                port: MILVUS_METRICS_PORT,
+                targetPort: PORT_NAMES.milvusMetrics,
+              },
+            ],
+          },
+        },
+        { parent: this },
+      );
+      const pvc = w.volume.kind === "pvc" ? w.volume : undefined;
+      target = new k8s.apps.v1.StatefulSet(
+        resourceName,
+        {
+          metadata: { name: objectName, namespace: ns, labels },
+          spec: {
+            serviceName: headless.metadata.name,
+            replicas: w.replicas,
+            // Nodes of one role are independent peers: start and replace them in parallel.
+            podManagementPolicy: w.role === MILVUS_ROLES.standalone ? "OrderedReady" : "Parallel",
+            selector: { matchLabels: selector },
+            updateStrategy: { type: "RollingUpdate" },
+            // Caches are rebuilt from the object store; the standalone pod's volume holds data and stays.
+            persistentVolumeClaimRetentionPolicy: pvc?.retain
+              ? { whenDeleted: "Retain", whenScaled: "Retain" }
+              : { whenDeleted: "Delete", whenScaled: "Delete" },
+            template: podTemplate,
+            volumeClaimTemplates: pvc
+              ? [
+                  {
+                    metadata: { name: "data", labels },
+                    spec: {
+                      accessModes: ["ReadWriteOnce"],
+                      storageClassName: pvc.retain
+                        ? args.retainStorageClassName
+                        : args.scratchStorageClassName,
+                      resources: { requests: { storage: `${pvc.sizeGi}Gi` } },
+                    },
+                  },
+                ]
+              : undefined,
+          },
+        },
+        { parent: this },
+      );
+    }
+
+    if (w.pdb) {
+      new k8s.policy.v1.PodDisruptionBudget(
+        `${resourceName}-pdb`,
+        {
+          metadata: { name: objectName, namespace: ns, labels },
+          spec: { maxUnavailable: 1, selector: { matchLabels: selector } },
+        },
+        { parent: this },
+      );
+    }
+
+    if (w.hpa) {
+      new k8s.autoscaling.v2.HorizontalPodAutoscaler(
+        `${resourceName}-hpa`,
+        {
+          metadata: { name: objectName, namespace: ns, labels },
+          spec: {
+            scaleTargetRef: { apiVersion: "apps/v1", kind: w.kind, name: target.metadata.name },
+            minReplicas: w.hpa.minReplicas,
+            maxReplicas: w.hpa.maxReplicas,
+            metrics: [
+              {
+                type: "Resource",
+                resource: {
+                  name: "cpu",
+                  target: { type: "Utilization", averageUtilization: ARTICLE_HPA.cpuUtilization },
+                },
+              },
+              {
+                type: "Resource",
+                resource: {
+                  name: "memory",
+                  target: { type: "Utilization", averageUtilization: ARTICLE_HPA.memoryUtilization },
+                },
+              },
+            ],
+            behavior: { scaleUp: ARTICLE_HPA.scaleUp, scaleDown: w.hpa.scaleDown },
+          },
+        },
+        { parent: this },
+      );
+    }
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * Pod-spec fragments shared by the data-layer components, so every workload gets the same zone spreading
+ * and the same Pod Security "restricted" settings.
+ */
+
+export const ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone";
+export const HOST_TOPOLOGY_KEY = "kubernetes.io/hostname";
+
+/**
+ * Zone spreading for a multi-replica workload: at most one replica more in any zone than in another.
+ *
+ * `DoNotSchedule` on zones, not `ScheduleAnyway`: with one autoscaled data pool per zone, a pod that
+ * cannot be placed in the zone it needs stays Pending and the cluster autoscaler adds a node in exactly
+ * that zone, instead of the scheduler quietly stacking replicas in one zone, which would only surface
+ * as an outage when that zone fails. `minDomains` makes a zone whose pool has scaled to zero count as
+ * empty rather than absent. Spreading over nodes inside a zone is a preference (`ScheduleAnyway`).
+ */
+export function zoneSpread(selector: Record<string, string>, zoneCount = 3) {
+  return [
+    {
+      maxSkew: 1,
+      topologyKey: ZONE_TOPOLOGY_KEY,
+      whenUnsatisfiable: "DoNotSchedule",
+      ...(zoneCount > 1 ? { minDomains: zoneCount } : {}),
+      labelSelector: { matchLabels: selector },
+    },
+    {
+      maxSkew: 1,
+      topologyKey: HOST_TOPOLOGY_KEY,
+      whenUnsatisfiable: "ScheduleAnyway",
+      labelSelector: { matchLabels: selector },
+    },
+  ];
+}
+
+/** Pod-level security context satisfying Pod Security "restricted". */
+export function podSecurityContext(runAsUser: number, runAsGroup: number = runAsUser) {
+  return {
+    runAsNonRoot: true,
+    runAsUser,
+    runAsGroup,
+    fsGroup: runAsUser,
+    // Large volumes: only re-own files when the volume root does not already match.
+    fsGroupChangePolicy: "OnRootMismatch",
+    seccompProfile: { type: "RuntimeDefault" },
+  };
+}
+
+/** Container-level security context satisfying Pod Security "restricted". */
+export function restrictedContainerSecurity(runAsUser: number, readOnlyRootFilesystem = true) {
+  return {
+    runAsNonRoot: true,
+    runAsUser,
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem,
+    capabilities: { drop: ["ALL"] },
+  };
+}
