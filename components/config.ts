@@ -84,6 +84,16 @@ export interface MinioConfig {
   clientImage: string;
 }
 
+/** kube-prometheus-stack settings (components/monitoring.ts). */
+export interface MonitoringConfig {
+  /** Pinned kube-prometheus-stack chart version (exact semver, never a range). */
+  chartVersion: string;
+  /** Prometheus retention in days. */
+  retentionDays: number;
+  /** Prometheus volume per replica, GiB (Premium SSD). */
+  storageGi: number;
+}
+
 export interface BackupConfig {
   /** Cron expression (UTC) for the scheduled backup CronJob. */
   schedule: string;
@@ -168,6 +178,7 @@ export interface StackConfig {
   etcd: EtcdConfig;
   minio: MinioConfig;
   backup: BackupConfig;
+  monitoring: MonitoringConfig;
   dr: DrConfig;
   tags: Record<string, string>;
 }
@@ -260,6 +271,11 @@ export function defaultsFor(
       immutabilityDays: 0,
       collections: [],
       image: { registry: "", repository: "milvus-backup", tag: "0.1.0", digest: "" },
+    },
+    monitoring: {
+      chartVersion: "88.5.3",
+      retentionDays: production ? 15 : 7,
+      storageGi: production ? 100 : 20,
     },
     tags: {},
   };
@@ -862,6 +878,18 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
     );
   }
 
+  const monitoring: MonitoringConfig = {
+    chartVersion: r.string(
+      "monitoring.chartVersion",
+      d.monitoring.chartVersion,
+      /^\d+\.\d+\.\d+$/,
+      'an exact kube-prometheus-stack chart version such as "88.5.3" (no ranges, no "latest")',
+      d.monitoring.chartVersion,
+    ),
+    retentionDays: r.int("monitoring.retentionDays", d.monitoring.retentionDays, 1, 365, " days"),
+    storageGi: r.int("monitoring.storageGi", d.monitoring.storageGi, 10, 4096, " GiB"),
+  };
+
   const pairedLocation = r.string(
     "dr.pairedLocation",
     undefined,
@@ -984,6 +1012,7 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
     etcd,
     minio,
     backup,
+    monitoring,
     dr,
     tags: { environment, "managed-by": "pulumi", project: "milvus-aks", ...tags },
   };
@@ -1008,6 +1037,7 @@ export function loadStackConfig(): StackConfig {
     "etcd",
     "minio",
     "backup",
+    "monitoring",
     "dr",
     "tags",
   ];

@@ -6,7 +6,9 @@ import { BackupStorageComponent } from "./backupStorage";
 import { NetworkComponent } from "./network";
 import { PrimaryStackComponent } from "./primaryStack";
 import { DataLayerComponent } from "./dataLayer";
-import { compactName } from "./naming";
+import { compactName, DATA_NAMESPACE } from "./naming";
+import { MonitoringComponent } from "./monitoring";
+import { backupWorkerDefaults } from "./backupWorker";
 
 /**
  * Composes the whole platform from a validated config. index.ts exports what this returns; the
@@ -80,6 +82,27 @@ export function createStack(cfg: StackConfig) {
   );
 
   // [monitoring] Monitoring stack is composed here (issue 4).
+  const backupJob = backupWorkerDefaults();
+  const monitoring = new MonitoringComponent(
+    `${name}-monitoring`,
+    {
+      chartVersion: cfg.monitoring.chartVersion,
+      retentionDays: cfg.monitoring.retentionDays,
+      storageGi: cfg.monitoring.storageGi,
+      production: cfg.production,
+      milvusMode: cfg.milvus.mode,
+      minio: cfg.objectStore === "minio",
+      etcdQuotaBytes: cfg.etcd.quotaBackendBytes,
+      backup: {
+        namespace: DATA_NAMESPACE,
+        cronJobName: backupJob.name,
+        schedule: cfg.backup.schedule,
+        // A scheduled run may start up to startingDeadlineSeconds late and run for activeDeadlineSeconds.
+        graceSeconds: backupJob.startingDeadlineSeconds + backupJob.activeDeadlineSeconds,
+      },
+    },
+    { providers: { kubernetes: aks.provider } },
+  );
 
   return {
     resourceGroupName: rg.name,
@@ -103,5 +126,7 @@ export function createStack(cfg: StackConfig) {
     milvusRootPassword: dataLayer.milvusRootPassword,
     milvusServiceName: dataLayer.milvusServiceName,
     milvusNamespace: dataLayer.namespace,
+    grafanaService: pulumi.output(`${monitoring.namespace}/${monitoring.grafanaServiceName}`),
+    grafanaAdminPassword: monitoring.grafanaAdminPassword,
   };
 }
