@@ -1,0 +1,276 @@
+/**
+ * backup: a consistent, complete copy of one collection in the backup container.
+ *
+ * Flush, then read every row pinned to the flush timestamp, in primary-key order (a cursor on the
+ * key, never offsets), into chunk files of bounded size that are uploaded while the next pages are
+ * read. The manifest (schema, indexes, chunk list with row counts and SHA-256) is written last, so an
+ * interrupted backup is never listed or restorable.
+ */
+import { randomBytes } from "node:crypto";
+import type { BlobStore } from "./blobStore";
+import { ColumnAccumulator, columnSpecs, DYNAMIC_FIELD, type ColumnSpec } from "./columns";
+import { WorkerError } from "./errors";
+import {
+  buildChunk,
+  chunkPath,
+  FORMAT_VERSION,
+  MANIFEST_KIND,
+  manifestPath,
+  sha256,
+  type ChunkEntry,
+  type CollectionDef,
+  type Manifest,
+} from "./format";
+import type { Log } from "./log";
+import { Milvus, primaryField, type QueryResponse, type RawFieldData } from "./milvus";
+import { TOOL } from "./version";
+
+export interface BackupOptions {
+  /** Target raw size of one chunk file. @default 32 MiB */
+  chunkBytes?: number;
+  /** Chunks being compressed/uploaded while reading continues. @default 2 */
+  uploadsInFlight?: number;
+  /** Target size of one query page (the server's gRPC limit is far above). @default 8 MiB */
+  pageBytes?: number;
+}
+
+export interface BackupSummary {
+  backupId: string;
+  collection: string;
+  time: string;
+  rows: number;
+  bytes: number;
+  rawBytes: number;
+  chunks: number;
+  seconds: number;
+}
+
+export const DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024;
+/** Milvus rejects query pages with limit (plus offset) above 16,384. */
+const MAX_PAGE_ROWS = 16_384;
+export const ARRAY_PAGE_ROWS = 1_000;
+
+export function newBackupId(collection: string, at: Date): string {
+  const stamp = at
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
+  return `${collection}-${stamp}-${randomBytes(3).toString("hex")}`;
+}
+
+/** Rows per page so that one page stays near `pageBytes`. */
+export function pageRowsFor(specs: ColumnSpec[], def: CollectionDef, pageBytes: number): number {
+  let perRow = 0;
+  for (const s of specs) {
+    const f = def.fields.find((x) => x.name === s.name);
+    const dim = s.dim ?? 0;
+    if (s.kind === "f32vec") perRow += dim * 4;
+    else if (s.kind === "bytesvec") perRow += s.dataType === "BinaryVector" ? dim / 8 : dim * 2;
+    else if (s.kind === "sparse") perRow += 1024;
+    else if (s.kind === "string") perRow += Math.min(Number(f?.typeParams.max_length ?? 256), 1024);
+    else if (s.kind === "json" || s.kind === "array") perRow += 512;
+    else perRow += 8;
+  }
+  // Array fields make a page's cost grow faster than its size (measured on Milvus Lite 2.5: 1,000 rows
+  // with one array field 0.15 s, 5,000 rows 3.5 s), so such collections are read in small pages.
+  const cap = specs.some((s) => s.kind === "array") ? ARRAY_PAGE_ROWS : MAX_PAGE_ROWS;
+  return Math.max(1, Math.min(cap, Math.floor(pageBytes / Math.max(perRow, 1))));
+}
+
+function pkValues(res: QueryResponse, pkName: string): (string | number)[] {
+  const fd = res.fields_data.find((f) => f.field_name === pkName);
+  const s = fd?.scalars;
+  const holder = (s?.long_data ?? s?.string_data) as { data?: (string | number)[] } | undefined;
+  return holder?.data ?? [];
+}
+
+/** Strictly increasing primary keys guarantee no row is read twice and, with the count, none is missed. */
+function comparePk(a: string | number, b: string | number, varchar: boolean): number {
+  if (varchar) return Buffer.compare(Buffer.from(String(a), "utf8"), Buffer.from(String(b), "utf8"));
+  const x = BigInt(String(a));
+  const y = BigInt(String(b));
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+export async function backupCollection(
+  milvus: Milvus,
+  store: BlobStore,
+  collection: string,
+  log: Log,
+  opts: BackupOptions = {},
+): Promise<BackupSummary> {
+  const started = Date.now();
+  const chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  const inFlight = Math.max(1, opts.uploadsInFlight ?? 2);
+  const def = await milvus.describe(collection);
+  const pk = primaryField(def);
+  const varcharPk = pk.dataType === "VarChar";
+  const specs = columnSpecs(def.fields, def.enableDynamicField);
+  const outputFields = specs.map((s) => s.name);
+  const pageRows = pageRowsFor(specs, def, opts.pageBytes ?? 8 * 1024 * 1024);
+
+  const snapshot = await milvus.flush(collection);
+  const time = new Date();
+  const backupId = newBackupId(collection, time);
+  // Partition-key collections spread rows over partitions by hash; restore recomputes that, so only
+  // user-created partitions are read one by one to keep each row in its partition.
+  const partitioned = !def.fields.some((f) => f.isPartitionKey) && def.partitions.length > 1;
+  const partitions: (string | undefined)[] = partitioned ? def.partitions : [undefined];
+  let promised = 0;
+  const promisedPer = new Map<string | undefined, number>();
+  for (const p of partitions) {
+    const n = await milvus.count(collection, p, snapshot);
+    promisedPer.set(p, n);
+    promised += n;
+  }
+  log.info("backup.start", {
+    collection,
+    backupId,
+    rows: promised,
+    snapshot: snapshot ?? "strong",
+    pageRows,
+  });
+
+  const chunks: ChunkEntry[] = [];
+  const pending = new Set<Promise<void>>();
+  let failure: Error | undefined;
+  let seq = 0;
+  let rowsRead = 0;
+  let storedBytes = 0;
+  let rawBytes = 0;
+
+  const accumulators = specs.map((s) => new ColumnAccumulator(s));
+  let chunkRows = 0;
+
+  const cut = async (partition: string | undefined) => {
+    if (chunkRows === 0) return;
+    const rows = chunkRows;
+    const columns = accumulators.map((a) => a.take());
+    chunkRows = 0;
+    const index = seq++;
+    const file = chunkPath(backupId, index + 1);
+    const entry: ChunkEntry = { file, partition: partition ?? "", rows, bytes: 0, sha256: "" };
+    chunks.push(entry);
+    for (const c of columns) rawBytes += c.raw.length;
+    while (pending.size >= inFlight) await Promise.race(pending);
+    if (failure) throw failure;
+    const task = (async () => {
+      const data = await buildChunk(rows, partition ?? "", columns);
+      entry.bytes = data.length;
+      entry.sha256 = sha256(data);
+      await store.put(file, data);
+      storedBytes += data.length;
+    })()
+      .catch((e: unknown) => {
+        failure ??= e instanceof Error ? e : new Error(String(e));
+      })
+      .finally(() => {
+        pending.delete(task);
+      });
+    pending.add(task);
+  };
+
+  for (const partition of partitions) {
+    let cursor: string | null = null;
+    let partRows = 0;
+    let next: Promise<QueryResponse> | undefined = milvus.queryPage(
+      def,
+      partition,
+      cursor,
+      pageRows,
+      outputFields,
+      snapshot,
+    );
+    while (next) {
+      const res: QueryResponse = await next;
+      next = undefined;
+      const keys = pkValues(res, pk.name);
+      const n = keys.length;
+      if (n === 0) break;
+      const last = String(keys[n - 1]);
+      // Ask for the next page before encoding this one, so the server works while we do.
+      if (n === pageRows) next = milvus.queryPage(def, partition, last, pageRows, outputFields, snapshot);
+      let prev = cursor;
+      for (const k of keys) {
+        if (prev !== null && comparePk(k, prev, varcharPk) <= 0) {
+          throw new WorkerError(
+            `backup of ${collection} aborted: the server returned primary keys out of order (${String(k)} after ${prev}); ` +
+              "no backup was written",
+          );
+        }
+        prev = String(k);
+      }
+      cursor = last;
+      const byName = new Map<string, RawFieldData>(
+        res.fields_data.map((f) => [f.is_dynamic ? DYNAMIC_FIELD : f.field_name, f]),
+      );
+      for (const a of accumulators) a.add(byName.get(a.spec.name), n);
+      chunkRows += n;
+      rowsRead += n;
+      partRows += n;
+      log.progress(`backup ${collection}`, rowsRead, promised, { backupId });
+      const size = accumulators.reduce((s, a) => s + a.rawBytes, 0);
+      if (size >= chunkBytes) await cut(partition);
+    }
+    await cut(partition);
+    const expected = promisedPer.get(partition) ?? 0;
+    if (partRows !== expected) {
+      await Promise.allSettled(pending);
+      throw new WorkerError(
+        `backup of ${collection}${partition ? ` partition ${partition}` : ""} read ${partRows} rows but the snapshot ` +
+          `promised ${expected}; the collection changed during the backup or the server skipped rows. ` +
+          "No backup was written (its chunks are removed by prune); run the backup again.",
+      );
+    }
+  }
+  await Promise.all(pending);
+  if (failure) throw failure;
+  if (!snapshot) {
+    // Without a flush timestamp the reads were not pinned: a changed count means writes happened meanwhile.
+    const after = await milvus.count(collection, undefined, null);
+    if (after !== promised) {
+      throw new WorkerError(
+        `backup of ${collection}: the collection changed during the backup (${promised} rows before, ${after} after) ` +
+          "and this server cannot pin reads to a timestamp; stop writes or run the backup again",
+      );
+    }
+  }
+
+  const manifest: Manifest = {
+    kind: MANIFEST_KIND,
+    formatVersion: FORMAT_VERSION,
+    backupId,
+    collection,
+    time: time.toISOString(),
+    completedAt: new Date().toISOString(),
+    tool: TOOL,
+    snapshot: { flushTimestamp: snapshot, method: snapshot ? "flush-timestamp" : "count-recheck" },
+    rows: rowsRead,
+    bytes: storedBytes,
+    rawBytes,
+    chunkTargetBytes: chunkBytes,
+    schema: def,
+    columns: outputFields,
+    chunks,
+  };
+  await store.put(manifestPath(backupId), Buffer.from(JSON.stringify(manifest, null, 1), "utf8"));
+  const seconds = (Date.now() - started) / 1000;
+  log.info("backup.done", {
+    collection,
+    backupId,
+    rows: rowsRead,
+    bytes: storedBytes,
+    chunks: chunks.length,
+    seconds,
+  });
+  return {
+    backupId,
+    collection,
+    time: manifest.time,
+    rows: rowsRead,
+    bytes: storedBytes,
+    rawBytes,
+    chunks: chunks.length,
+    seconds,
+  };
+}

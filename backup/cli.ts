@@ -1,0 +1,417 @@
+/**
+ * Command line of the backup/restore worker. The container's args are this command line, e.g.
+ * `backup --collection documents` or `prune --retention-days 30 --keep-last 3`.
+ */
+import { AzureBlobStore, type BlobStore, type StorageSettings } from "./blobStore";
+import { backupCollection, type BackupSummary } from "./backup";
+import { BACKUP_ID_PATTERN, listBackups, verifyBackup } from "./catalog";
+import { describeError, UsageError, WorkerError } from "./errors";
+import { Log } from "./log";
+import { Milvus, type MilvusSettings } from "./milvus";
+import { prune } from "./prune";
+import { COLLECTION_NAME, restoreBackup } from "./restore";
+import { parseCron, scheduleLoop } from "./schedule";
+
+const CONNECTION_HELP = `connection flags (each also read from the environment variable in brackets):
+  --milvus-address <host:port>          [MILVUS_ADDRESS]
+  --milvus-token <user:password>        [MILVUS_TOKEN]
+  --milvus-tls                          [MILVUS_TLS=true]
+  --container <name>                    [BACKUP_CONTAINER]
+  --storage-connection-string <cs>      [AZURE_STORAGE_CONNECTION_STRING]  Azurite / development
+  --storage-account-url <url>           [AZURE_STORAGE_ACCOUNT_URL]        production: workload identity
+  --json                                one JSON document on stdout
+  --help`;
+
+interface CommandSpec {
+  usage: string;
+  values: string[];
+  flags: string[];
+  repeatable?: string[];
+  needsMilvus: boolean;
+}
+
+const COMMANDS: Partial<Record<string, CommandSpec>> = {
+  backup: {
+    usage:
+      "backup --collection <name> [--collection <name> ...] [--chunk-size-mib <n>]\n" +
+      "  Consistent backup of each collection (flush, then every row as of that point) into the container.",
+    values: ["--collection", "--chunk-size-mib"],
+    flags: [],
+    repeatable: ["--collection"],
+    needsMilvus: true,
+  },
+  restore: {
+    usage:
+      "restore --backup <backupId> [--target <collection>] [--drop-existing] [--index-fallback <indexType>]\n" +
+      "  Checks every chunk, recreates the collection (schema, partitions, indexes, load state) and verifies the row count.",
+    values: ["--backup", "--target", "--index-fallback"],
+    flags: ["--drop-existing"],
+    needsMilvus: true,
+  },
+  list: {
+    usage: "list [--collection <name>]\n  Complete backups, newest first.",
+    values: ["--collection"],
+    flags: [],
+    needsMilvus: false,
+  },
+  verify: {
+    usage:
+      "verify --backup <backupId>\n  Checks manifest, presence, sizes, SHA-256 and row totals of every chunk (no Milvus needed).",
+    values: ["--backup"],
+    flags: [],
+    needsMilvus: false,
+  },
+  prune: {
+    usage:
+      "prune --retention-days <n> [--keep-last <k>] [--dry-run]\n" +
+      "  Deletes backups older than n days, keeping the newest k (default 1) of every collection, and interrupted leftovers older than a day.",
+    values: ["--retention-days", "--keep-last"],
+    flags: ["--dry-run"],
+    needsMilvus: false,
+  },
+  schedule: {
+    usage:
+      'schedule --cron "<expression>" --collection <name> [...] [--retention-days <n>] [--keep-last <k>]\n' +
+      "  Long-running: backs up on the cron schedule (UTC), one run at a time, then applies retention. Stops on SIGTERM.",
+    values: ["--cron", "--collection", "--retention-days", "--keep-last", "--chunk-size-mib"],
+    flags: [],
+    repeatable: ["--collection"],
+    needsMilvus: true,
+  },
+};
+
+const CONNECTION_VALUES = [
+  "--milvus-address",
+  "--milvus-token",
+  "--container",
+  "--storage-connection-string",
+  "--storage-account-url",
+];
+const GLOBAL_FLAGS = ["--json", "--help", "-h", "--milvus-tls"];
+
+export function usage(command?: string): string {
+  const head = "usage: npm run -s worker -- <command> [flags]";
+  const spec = command ? COMMANDS[command] : undefined;
+  if (spec) return `${head}\n\n${spec.usage}\n\n${CONNECTION_HELP}`;
+  return `${head}\n\ncommands:\n${Object.values(COMMANDS)
+    .map((c) => `  ${c?.usage.split("\n")[0] ?? ""}`)
+    .join("\n")}\n\n${CONNECTION_HELP}\n\n\`<command> --help\` describes one command.`;
+}
+
+export interface ParsedArgs {
+  command: string;
+  values: Map<string, string[]>;
+  flags: Set<string>;
+}
+
+export function parseArgs(argv: string[]): ParsedArgs {
+  const command = argv[0] as string | undefined;
+  const rest = argv.slice(1);
+  if (command === undefined || command === "--help" || command === "-h" || command === "help") {
+    return { command: "help", values: new Map(), flags: new Set() };
+  }
+  const spec = COMMANDS[command];
+  if (!spec) {
+    throw new UsageError(
+      `unknown command ${JSON.stringify(command)}; expected one of ${Object.keys(COMMANDS).join(", ")} (see --help)`,
+    );
+  }
+  const values = new Map<string, string[]>();
+  const flags = new Set<string>();
+  const valueNames = new Set([...spec.values, ...CONNECTION_VALUES]);
+  const flagNames = new Set([...spec.flags, ...GLOBAL_FLAGS]);
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i] ?? "";
+    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    if (valueNames.has(name)) {
+      const v = eq > 0 ? arg.slice(eq + 1) : (rest[++i] as string | undefined);
+      if (v === undefined || (eq < 0 && v.startsWith("--"))) {
+        throw new UsageError(`${command}: ${name} needs a value (see \`${command} --help\`)`);
+      }
+      const list = values.get(name) ?? [];
+      if (list.length > 0 && !spec.repeatable?.includes(name)) {
+        throw new UsageError(`${command}: ${name} given more than once`);
+      }
+      list.push(v);
+      values.set(name, list);
+    } else if (flagNames.has(name) && eq < 0) {
+      flags.add(name === "-h" ? "--help" : name);
+    } else {
+      const allowed = [...spec.values, ...spec.flags].join(", ");
+      throw new UsageError(
+        `${command}: unknown ${arg.startsWith("-") ? "flag" : "argument"} ${JSON.stringify(arg)}; ${command} accepts ${allowed || "no flags"} ` +
+          "plus the connection flags (see --help)",
+      );
+    }
+  }
+  return { command, values, flags };
+}
+
+const one = (p: ParsedArgs, name: string) => p.values.get(name)?.[0];
+
+function intFlag(p: ParsedArgs, name: string, min: number, fallback?: number): number | undefined {
+  const raw = one(p, name);
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw) || Number(raw) < min) {
+    throw new UsageError(`${p.command}: ${name} ${JSON.stringify(raw)} must be a whole number >= ${min}`);
+  }
+  return Number(raw);
+}
+
+function milvusSettings(p: ParsedArgs, env: NodeJS.ProcessEnv): MilvusSettings {
+  const address = one(p, "--milvus-address") ?? env.MILVUS_ADDRESS;
+  if (!address) {
+    throw new UsageError(
+      `${p.command} needs Milvus: set --milvus-address or MILVUS_ADDRESS (host:port, e.g. milvus.milvus.svc:19530)`,
+    );
+  }
+  const tlsEnv = (env.MILVUS_TLS ?? "").toLowerCase();
+  if (tlsEnv && !["true", "false", "1", "0", "yes", "no"].includes(tlsEnv)) {
+    throw new UsageError(`MILVUS_TLS=${JSON.stringify(env.MILVUS_TLS)} must be true or false`);
+  }
+  const token = one(p, "--milvus-token") ?? env.MILVUS_TOKEN;
+  return {
+    address,
+    token: token || undefined,
+    tls: p.flags.has("--milvus-tls") || ["true", "1", "yes"].includes(tlsEnv),
+  };
+}
+
+function storageSettings(p: ParsedArgs, env: NodeJS.ProcessEnv): StorageSettings {
+  const container = one(p, "--container") ?? env.BACKUP_CONTAINER;
+  const connectionString = one(p, "--storage-connection-string") ?? env.AZURE_STORAGE_CONNECTION_STRING;
+  const accountUrl = one(p, "--storage-account-url") ?? env.AZURE_STORAGE_ACCOUNT_URL;
+  const problems: string[] = [];
+  if (!container) problems.push("set --container or BACKUP_CONTAINER (the blob container holding backups)");
+  else if (!/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/.test(container)) {
+    problems.push(
+      `container ${JSON.stringify(container)} is not a valid container name (3-63 lowercase letters, digits, single hyphens)`,
+    );
+  }
+  if (!connectionString && !accountUrl) {
+    problems.push(
+      "set --storage-account-url or AZURE_STORAGE_ACCOUNT_URL (https://<account>.blob.core.windows.net/, uses workload identity), " +
+        "or --storage-connection-string or AZURE_STORAGE_CONNECTION_STRING (Azurite/development)",
+    );
+  }
+  if (accountUrl && !/^https?:\/\/[^\s/]+/.test(accountUrl)) {
+    problems.push(
+      `storage account URL ${JSON.stringify(accountUrl)} must look like https://<account>.blob.core.windows.net/`,
+    );
+  }
+  if (problems.length > 0)
+    throw new UsageError(`${p.command}: missing or invalid storage settings: ${problems.join("; ")}`);
+  return {
+    container: container ?? "",
+    connectionString: connectionString || undefined,
+    accountUrl: accountUrl || undefined,
+  };
+}
+
+function collections(p: ParsedArgs): string[] {
+  const list = p.values.get("--collection") ?? [];
+  if (list.length === 0)
+    throw new UsageError(`${p.command}: --collection <name> is required (repeat it for several collections)`);
+  for (const c of list) {
+    if (!COLLECTION_NAME.test(c))
+      throw new UsageError(
+        `${p.command}: --collection ${JSON.stringify(c)} is not a valid Milvus collection name`,
+      );
+  }
+  return [...new Set(list)];
+}
+
+function backupId(p: ParsedArgs): string {
+  const id = one(p, "--backup");
+  if (!id)
+    throw new UsageError(`${p.command}: --backup <backupId> is required (ids are printed by \`list\`)`);
+  if (!BACKUP_ID_PATTERN.test(id))
+    throw new UsageError(`${p.command}: --backup ${JSON.stringify(id)} is not a backup id`);
+  return id;
+}
+
+function chunkBytes(p: ParsedArgs): number | undefined {
+  const raw = one(p, "--chunk-size-mib");
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0.01 || n > 1024) {
+    throw new UsageError(
+      `${p.command}: --chunk-size-mib ${JSON.stringify(raw)} must be a number between 0.01 and 1024`,
+    );
+  }
+  return Math.round(n * 1024 * 1024);
+}
+
+export interface CliIo {
+  stdout: { write(s: string): boolean };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  env: NodeJS.ProcessEnv;
+  /** Replaces the Azure store (tests inject faults through it). */
+  store?: (s: StorageSettings) => BlobStore;
+}
+
+/** Runs one command; returns the process exit code. */
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  let json = argv.includes("--json");
+  const log = new Log(io.stderr);
+  const emit = (doc: unknown) => {
+    if (json) io.stdout.write(JSON.stringify(doc) + "\n");
+  };
+  try {
+    const p = parseArgs(argv);
+    json = p.flags.has("--json");
+    if (p.command === "help" || p.flags.has("--help")) {
+      io.stdout.write(usage(p.command === "help" ? undefined : p.command) + "\n");
+      return 0;
+    }
+    const spec = COMMANDS[p.command];
+    // Validate everything that needs no network before connecting anywhere.
+    const storage = storageSettings(p, io.env);
+    const milvusCfg = spec?.needsMilvus ? milvusSettings(p, io.env) : undefined;
+    const makeStore = io.store ?? ((s: StorageSettings) => new AzureBlobStore(s));
+    switch (p.command) {
+      case "backup": {
+        const names = collections(p);
+        const chunk = chunkBytes(p);
+        const store = makeStore(storage);
+        const milvus = await Milvus.connect(milvusCfg as MilvusSettings);
+        try {
+          await store.ensureContainer();
+          const results: BackupSummary[] = [];
+          for (const c of names)
+            results.push(await backupCollection(milvus, store, c, log, { chunkBytes: chunk }));
+          emit({ backups: results });
+          if (!json)
+            for (const r of results)
+              io.stdout.write(`${r.backupId}\t${r.collection}\t${r.rows} rows\t${r.bytes} bytes\n`);
+        } finally {
+          await milvus.close();
+        }
+        return 0;
+      }
+      case "restore": {
+        const id = backupId(p);
+        const target = one(p, "--target");
+        if (target !== undefined && !COLLECTION_NAME.test(target)) {
+          throw new UsageError(
+            `restore: --target ${JSON.stringify(target)} is not a valid Milvus collection name`,
+          );
+        }
+        const fallback = one(p, "--index-fallback");
+        if (fallback !== undefined && !/^[A-Z][A-Z0-9_]*$/.test(fallback)) {
+          throw new UsageError(
+            `restore: --index-fallback ${JSON.stringify(fallback)} must be an index type such as AUTOINDEX, FLAT or HNSW`,
+          );
+        }
+        const store = makeStore(storage);
+        const milvus = await Milvus.connect(milvusCfg as MilvusSettings);
+        try {
+          const r = await restoreBackup(
+            milvus,
+            store,
+            { backupId: id, target, dropExisting: p.flags.has("--drop-existing"), indexFallback: fallback },
+            log,
+          );
+          emit(r);
+          if (!json) io.stdout.write(`restored ${r.rows} rows of ${r.backupId} into ${r.collection}\n`);
+        } finally {
+          await milvus.close();
+        }
+        return 0;
+      }
+      case "list": {
+        const c = one(p, "--collection");
+        const backups = await listBackups(makeStore(storage), c);
+        emit({ backups });
+        if (!json) {
+          for (const b of backups)
+            io.stdout.write(`${b.backupId}\t${b.collection}\t${b.time}\t${b.rows} rows\t${b.bytes} bytes\n`);
+        }
+        return 0;
+      }
+      case "verify": {
+        const r = await verifyBackup(makeStore(storage), backupId(p), log);
+        emit(r);
+        if (!json)
+          io.stdout.write(
+            r.ok ? `backup ${r.backupId} is intact (${r.rows ?? 0} rows, ${r.chunks ?? 0} chunks)\n` : "",
+          );
+        if (!r.ok) {
+          log.close();
+          io.stderr.write(`error: backup ${r.backupId} failed verification: ${r.problems.join("; ")}\n`);
+          return 1;
+        }
+        return 0;
+      }
+      case "prune": {
+        const retentionDays = intFlag(p, "--retention-days", 0);
+        if (retentionDays === undefined) throw new UsageError("prune: --retention-days <n> is required");
+        const keepLast = intFlag(p, "--keep-last", 1, 1) ?? 1;
+        const r = await prune(
+          makeStore(storage),
+          { retentionDays, keepLast, dryRun: p.flags.has("--dry-run") },
+          log,
+        );
+        emit(r);
+        if (!json) {
+          for (const d of r.deleted)
+            io.stdout.write(`${r.dryRun ? "would delete" : "deleted"}\t${d.backupId}\t${d.reason}\n`);
+          for (const s of r.skipped) io.stdout.write(`skipped\t${s.backupId}\t${s.reason}\n`);
+        }
+        return 0;
+      }
+      case "schedule": {
+        const cronExpr = one(p, "--cron");
+        if (!cronExpr)
+          throw new UsageError('schedule: --cron "<expression>" is required, e.g. --cron "0 2 * * *"');
+        const cron = parseCron(cronExpr);
+        const names = collections(p);
+        const retentionDays = intFlag(p, "--retention-days", 0);
+        const keepLast = intFlag(p, "--keep-last", 1, 1) ?? 1;
+        const chunk = chunkBytes(p);
+        const store = makeStore(storage);
+        await scheduleLoop(
+          cron,
+          {
+            run: async () => {
+              const milvus = await Milvus.connect(milvusCfg as MilvusSettings);
+              try {
+                await store.ensureContainer();
+                for (const c of names) await backupCollection(milvus, store, c, log, { chunkBytes: chunk });
+              } finally {
+                await milvus.close();
+              }
+              if (retentionDays !== undefined)
+                await prune(store, { retentionDays, keepLast, dryRun: false }, log);
+            },
+          },
+          log,
+        );
+        return 0;
+      }
+      default:
+        throw new UsageError(`unknown command ${p.command}`);
+    }
+  } catch (e) {
+    log.close();
+    const code = e instanceof WorkerError ? e.exitCode : 1;
+    const msg = e instanceof WorkerError ? describeError(e) : `unexpected failure: ${describeError(e)}`;
+    io.stderr.write(`error: ${msg}\n`);
+    emit({ error: msg });
+    return code;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env })
+    .then((code) => {
+      process.exitCode = code;
+      // gRPC keeps handles open after close; leave once output is flushed.
+      process.stdout.write("", () => process.exit(code));
+    })
+    .catch((e: unknown) => {
+      process.stderr.write(`error: unexpected failure: ${describeError(e)}\n`);
+      process.exit(1);
+    });
+}

@@ -1,0 +1,449 @@
+/**
+ * restore: checks the whole backup, then recreates the collection (schema, partitions, properties),
+ * inserts in batches under the server's message limit, recreates indexes, loads, verifies the row
+ * count and only then puts the collection under its name.
+ *
+ * Where the server can rename collections, the data goes into a temporary collection that is renamed
+ * into place after verification. Milvus Lite acknowledges renames without doing them (checked with a
+ * probe collection); there the data goes straight into the target, which is dropped if anything fails.
+ */
+import { randomBytes } from "node:crypto";
+import type { FieldType } from "@zilliz/milvus2-sdk-node";
+import type { BlobStore } from "./blobStore";
+import { ARRAY_PAGE_ROWS } from "./backup";
+import { checkChunk, loadManifest } from "./catalog";
+import { ColumnReader, isVectorType } from "./columns";
+import { checkStatus, describeError, WorkerError } from "./errors";
+import { readChunk, type ChunkEntry, type CollectionDef, type IndexDef, type Manifest } from "./format";
+import type { Log } from "./log";
+import type { Milvus } from "./milvus";
+
+export interface RestoreOptions {
+  backupId: string;
+  target?: string;
+  dropExisting: boolean;
+  indexFallback?: string;
+  /** Bytes per insert request; Milvus's default gRPC and message limits are far above. @default 16 MiB */
+  insertBytes?: number;
+}
+
+export interface RestoreSummary {
+  backupId: string;
+  collection: string;
+  sourceCollection: string;
+  rows: number;
+  seconds: number;
+  method: "rename" | "direct";
+  indexes: { field: string; indexType: string; fallback: boolean }[];
+  warnings: string[];
+}
+
+export const COLLECTION_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
+const MAX_BATCH_ROWS = 50_000;
+
+export async function restoreBackup(
+  milvus: Milvus,
+  store: BlobStore,
+  opts: RestoreOptions,
+  log: Log,
+): Promise<RestoreSummary> {
+  const started = Date.now();
+  const manifest = await loadManifest(store, opts.backupId);
+  const target = opts.target ?? manifest.collection;
+  if (!COLLECTION_NAME.test(target)) {
+    throw new WorkerError(`--target ${JSON.stringify(target)} is not a valid Milvus collection name`, 2);
+  }
+  // Before touching the server: every chunk present and intact.
+  await checkAllChunks(store, manifest, log);
+
+  const exists = await milvus.exists(target);
+  if (exists && !opts.dropExisting) {
+    throw new WorkerError(
+      `restore of ${opts.backupId} refused: collection ${target} already exists. ` +
+        "Pass --drop-existing to replace it, or --target <new name> to restore beside it.",
+    );
+  }
+  const canRename = await probeRename(milvus);
+  const method = canRename ? "rename" : "direct";
+  const work = canRename ? `${target.slice(0, 200)}_restoring_${randomBytes(4).toString("hex")}` : target;
+  const warnings: string[] = [];
+  if (!canRename && exists) {
+    warnings.push(`this server cannot rename collections: ${target} was dropped before the restore started`);
+    log.warn("restore.drop-first", { collection: target }, warnings[warnings.length - 1]);
+    await milvus.drop(target);
+  }
+  log.info("restore.start", {
+    backupId: opts.backupId,
+    collection: target,
+    into: work,
+    rows: manifest.rows,
+    method,
+  });
+  let created = false;
+  try {
+    const autoIdFallback = await createCollection(milvus, manifest.schema, work, log);
+    created = true;
+    if (autoIdFallback) warnings.push(autoIdFallback);
+    await insertAll(milvus, store, manifest, work, opts.insertBytes ?? 16 * 1024 * 1024, log);
+    const flush = await milvus.client.flush({ collection_names: [work] });
+    checkStatus(flush.status, `flushing ${work}`);
+    const indexes = await createIndexes(milvus, manifest.schema, work, opts.indexFallback, log, warnings);
+    const indexedAll = manifest.schema.fields
+      .filter((f) => isVectorType(f.dataType))
+      .every((f) => indexes.some((i) => i.field === f.name));
+    if (indexedAll) {
+      const load = await milvus.client.loadCollectionSync({ collection_name: work });
+      checkStatus(load, `loading ${work}`);
+      const n = await milvus.count(work, undefined, null);
+      if (n !== manifest.rows) {
+        throw new WorkerError(
+          `restore of ${opts.backupId}: ${work} holds ${n} rows after loading, the backup has ${manifest.rows}`,
+        );
+      }
+    } else {
+      warnings.push(
+        "some vector fields had no index in the source: the collection was not loaded; rows were counted at insert",
+      );
+    }
+    if (canRename) {
+      if (await milvus.exists(target)) {
+        await dropAliasesOf(milvus, target);
+        await milvus.drop(target);
+      }
+      const res = await milvus.client.renameCollection({
+        collection_name: work,
+        new_collection_name: target,
+      });
+      checkStatus(res, `renaming ${work} to ${target}`);
+      const names = await milvus.listCollections();
+      if (!names.includes(target) || names.includes(work)) {
+        throw new WorkerError(`renaming ${work} to ${target} had no effect on the server`);
+      }
+    }
+    if (target === manifest.collection) await restoreAliases(milvus, manifest.schema, target, log, warnings);
+    if (!manifest.schema.loaded && indexedAll) {
+      const rel = await milvus.client.releaseCollection({ collection_name: target });
+      checkStatus(rel, `releasing ${target} (it was not loaded when backed up)`);
+    }
+    const seconds = (Date.now() - started) / 1000;
+    log.info("restore.done", { backupId: opts.backupId, collection: target, rows: manifest.rows, seconds });
+    return {
+      backupId: opts.backupId,
+      collection: target,
+      sourceCollection: manifest.collection,
+      rows: manifest.rows,
+      seconds,
+      method,
+      indexes,
+      warnings,
+    };
+  } catch (e) {
+    if (created || (await milvus.exists(work).catch(() => false))) {
+      try {
+        if (await milvus.exists(work)) await milvus.drop(work);
+        log.warn(
+          "restore.cleanup",
+          { dropped: work },
+          `restore failed; dropped the partial collection ${work}`,
+        );
+      } catch (cleanup) {
+        log.warn(
+          "restore.cleanup-failed",
+          { collection: work },
+          `could not drop ${work}: ${describeError(cleanup)}`,
+        );
+      }
+    }
+    throw e;
+  }
+}
+
+async function checkAllChunks(store: BlobStore, m: Manifest, log: Log): Promise<void> {
+  const problems: string[] = [];
+  let total = 0;
+  let done = 0;
+  const queue = [...m.chunks];
+  const worker = async () => {
+    for (let entry = queue.shift(); entry; entry = queue.shift()) {
+      total += entry.rows;
+      try {
+        problems.push(...checkChunk(await store.get(entry.file), entry));
+      } catch (e) {
+        problems.push(describeError(e));
+      }
+      log.progress(`check ${m.backupId}`, ++done, m.chunks.length);
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  if (total !== m.rows) problems.push(`chunks hold ${total} rows, manifest promises ${m.rows}`);
+  if (problems.length > 0) {
+    problems.sort();
+    throw new WorkerError(
+      `restore of ${m.backupId} refused, the backup is damaged: ${problems.slice(0, 3).join("; ")}` +
+        `${problems.length > 3 ? ` (+${problems.length - 3} more)` : ""}. Nothing was changed in Milvus; restore another backup.`,
+    );
+  }
+}
+
+/** Whether renameCollection really renames (Milvus Lite answers success and does nothing). */
+async function probeRename(milvus: Milvus): Promise<boolean> {
+  const a = `_backup_probe_${randomBytes(4).toString("hex")}`;
+  const b = `${a}_renamed`;
+  const res = await milvus.client.createCollection({
+    collection_name: a,
+    fields: [
+      { name: "id", data_type: "Int64", is_primary_key: true },
+      { name: "v", data_type: "FloatVector", dim: 2 },
+    ],
+  });
+  checkStatus(res, "creating a probe collection (to check rename support)");
+  try {
+    const r = await milvus.client.renameCollection({ collection_name: a, new_collection_name: b });
+    if (r.code !== 0) return false;
+    const names = await milvus.listCollections();
+    return names.includes(b) && !names.includes(a);
+  } finally {
+    for (const n of [a, b]) if (await milvus.exists(n)) await milvus.drop(n);
+  }
+}
+
+/** Creates the collection; returns a warning when auto-ID had to be turned off to keep primary keys. */
+async function createCollection(
+  milvus: Milvus,
+  def: CollectionDef,
+  name: string,
+  log: Log,
+): Promise<string | undefined> {
+  const fields = (autoId: boolean): FieldType[] =>
+    def.fields.map((f) => {
+      const field: FieldType = {
+        name: f.name,
+        description: f.description,
+        data_type: f.dataType as FieldType["data_type"],
+        is_primary_key: f.isPrimaryKey,
+        autoID: f.isPrimaryKey ? autoId && f.autoID : false,
+        is_partition_key: f.isPartitionKey,
+        is_clustering_key: f.isClusteringKey,
+        is_function_output: f.isFunctionOutput,
+        nullable: f.nullable,
+        ...f.typeParams,
+      };
+      if (f.elementType) field.element_type = f.elementType as FieldType["data_type"];
+      if (f.defaultValue !== null && f.defaultValue !== undefined && f.defaultValue !== "") {
+        field.default_value = f.defaultValue as number | string;
+      }
+      return field;
+    });
+  const autoIdPk = def.fields.some((f) => f.isPrimaryKey && f.autoID);
+  const properties = { ...def.properties };
+  // Servers that support it accept the original keys in an auto-ID collection (Milvus 2.5.14+/2.6).
+  if (autoIdPk) properties.allow_insert_auto_id = "true";
+  const request = (autoId: boolean, props: Record<string, string>) => ({
+    collection_name: name,
+    description: def.description,
+    fields: fields(autoId),
+    functions: def.functions.map((fn) => ({
+      name: fn.name,
+      description: fn.description,
+      type: fn.type as "BM25",
+      input_field_names: fn.inputFieldNames,
+      output_field_names: fn.outputFieldNames,
+      params: fn.params,
+    })),
+    enable_dynamic_field: def.enableDynamicField,
+    shards_num: def.shardsNum > 0 ? def.shardsNum : undefined,
+    consistency_level: def.consistencyLevel,
+    num_partitions:
+      def.numPartitions > 0 && def.fields.some((f) => f.isPartitionKey) ? def.numPartitions : undefined,
+    properties: props,
+  });
+  let res = await milvus.client.createCollection(request(true, properties));
+  let warning: string | undefined;
+  if (res.code !== 0 && autoIdPk) {
+    // Older servers reject the property; the collection is recreated without it and probed below.
+    delete properties.allow_insert_auto_id;
+    res = await milvus.client.createCollection(request(true, properties));
+  }
+  checkStatus(res, `creating collection ${name}`);
+  if (autoIdPk && !(await acceptsExplicitKeys(milvus, def, name))) {
+    await milvus.drop(name);
+    res = await milvus.client.createCollection(request(false, properties));
+    checkStatus(res, `creating collection ${name}`);
+    warning =
+      `this server refuses explicit primary keys in auto-ID collections: ${name} was created with auto-ID off ` +
+      "so that every primary key is preserved; new inserts must now supply the primary key";
+    log.warn("restore.auto-id-off", { collection: name }, warning);
+  }
+  for (const p of def.partitions) {
+    if (p === "_default" || def.fields.some((f) => f.isPartitionKey)) continue;
+    const r = await milvus.client.createPartition({ collection_name: name, partition_name: p });
+    checkStatus(r, `creating partition ${p} of ${name}`);
+  }
+  return warning;
+}
+
+/** Whether an auto-ID collection accepts a row that carries its own primary key. */
+async function acceptsExplicitKeys(milvus: Milvus, def: CollectionDef, name: string): Promise<boolean> {
+  const d = await milvus.client.describeCollection({ collection_name: name });
+  checkStatus(d.status, `describing ${name}`);
+  const pk = d.schema.fields.find((f) => f.is_primary_key);
+  if (!pk?.autoID) return true;
+  const props = Object.fromEntries(
+    ((d.properties as { key: string; value: unknown }[] | undefined) ?? []).map((p) => [
+      p.key,
+      String(p.value),
+    ]),
+  );
+  return props.allow_insert_auto_id === "true" && def.properties.allow_insert_auto_id !== "false";
+}
+
+async function insertAll(
+  milvus: Milvus,
+  store: BlobStore,
+  m: Manifest,
+  name: string,
+  insertBytes: number,
+  log: Log,
+) {
+  let inserted = 0;
+  let nextDownload: Promise<Buffer> | undefined = m.chunks[0] ? store.get(m.chunks[0].file) : undefined;
+  for (let i = 0; i < m.chunks.length; i++) {
+    const entry = m.chunks[i] as ChunkEntry | undefined;
+    if (!entry || !nextDownload) break;
+    const data = await nextDownload;
+    const following = m.chunks[i + 1] as ChunkEntry | undefined;
+    // Download the next chunk while this one is being inserted.
+    nextDownload = following ? store.get(following.file) : undefined;
+    const problems = checkChunk(data, entry);
+    if (problems.length > 0) throw new WorkerError(`restore of ${m.backupId}: ${problems.join("; ")}`);
+    const { header, columns } = await readChunk(data, entry.file);
+    const readers = header.columns.map((c) => {
+      const raw = columns.get(c.name);
+      if (!raw) throw new WorkerError(`${entry.file}: column ${c.name} is missing`);
+      return new ColumnReader(c, raw, header.rows, entry.file);
+    });
+    // Array fields cost more than linearly per request (see ARRAY_PAGE_ROWS), so batches stay small.
+    const maxRows = header.columns.some((c) => c.kind === "array") ? ARRAY_PAGE_ROWS : MAX_BATCH_ROWS;
+    let from = 0;
+    while (from < header.rows) {
+      // Grow the batch until it reaches the byte budget (rows can differ a lot in size).
+      let to = Math.min(header.rows, from + maxRows);
+      let bytes = readers.reduce((s, r) => s + r.byteSize(from, to), 0);
+      while (bytes > insertBytes && to - from > 1) {
+        to = from + Math.max(1, Math.floor(((to - from) * insertBytes) / bytes));
+        bytes = readers.reduce((s, r) => s + r.byteSize(from, to), 0);
+      }
+      const fieldsData = readers.map((r) => r.fieldData(from, to));
+      await withRetries(
+        () => milvus.insert(name, header.partition || undefined, fieldsData, to - from),
+        `inserting into ${name}`,
+        log,
+      );
+      inserted += to - from;
+      from = to;
+      log.progress(`restore ${name}`, inserted, m.rows);
+    }
+  }
+  if (inserted !== m.rows)
+    throw new WorkerError(`restore of ${m.backupId}: inserted ${inserted} rows, the backup has ${m.rows}`);
+}
+
+/** Retries transient failures (server busy, rate limited, connection reset) with backoff. */
+async function withRetries(fn: () => Promise<void>, what: string, log: Log, attempts = 5): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await fn();
+      return;
+    } catch (e) {
+      const msg = describeError(e);
+      const transient =
+        /UNAVAILABLE|DEADLINE_EXCEEDED|RESOURCE_EXHAUSTED|rate limit|too many requests|deny to write|memory quota|ECONNRESET|temporarily/i.test(
+          msg,
+        );
+      if (!transient || attempt >= attempts) throw e;
+      const delay = Math.min(30_000, 500 * 2 ** attempt);
+      log.warn("retry", { what, attempt, delayMs: delay }, `${what} failed (${msg}); retrying`);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
+async function createIndexes(
+  milvus: Milvus,
+  def: CollectionDef,
+  name: string,
+  fallback: string | undefined,
+  log: Log,
+  warnings: string[],
+): Promise<RestoreSummary["indexes"]> {
+  const done: RestoreSummary["indexes"] = [];
+  for (const ix of def.indexes) {
+    const res = await milvus.client.createIndex(indexRequest(name, ix, ix.indexType, ix.params));
+    if (res.code === 0) {
+      done.push({ field: ix.fieldName, indexType: ix.indexType, fallback: false });
+      continue;
+    }
+    if (!fallback) {
+      throw new WorkerError(
+        `restore: the server rejected index ${ix.indexName} (${ix.indexType}, metric ${ix.metricType || "none"}) on field ` +
+          `${ix.fieldName}: ${res.reason}. Pass --index-fallback <indexType> (e.g. AUTOINDEX, or FLAT on Milvus Lite) to build a supported index instead.`,
+      );
+    }
+    const field = def.fields.find((f) => f.name === ix.fieldName);
+    let type = fallback;
+    if (field?.dataType === "BinaryVector" && !type.startsWith("BIN_") && /^(FLAT|IVF_FLAT)$/.test(type))
+      type = `BIN_${type}`;
+    const retry = await milvus.client.createIndex(indexRequest(name, ix, type, {}));
+    checkStatus(
+      retry,
+      `creating fallback index ${type} on ${name}.${ix.fieldName} (original ${ix.indexType} was rejected: ${res.reason})`,
+    );
+    const w = `index on ${ix.fieldName}: ${ix.indexType} rejected by the server (${res.reason}); built ${type} instead`;
+    warnings.push(w);
+    log.warn("restore.index-fallback", { field: ix.fieldName, from: ix.indexType, to: type }, w);
+    done.push({ field: ix.fieldName, indexType: type, fallback: true });
+  }
+  return done;
+}
+
+function indexRequest(collection: string, ix: IndexDef, indexType: string, params: Record<string, string>) {
+  return {
+    collection_name: collection,
+    field_name: ix.fieldName,
+    index_name: ix.indexName,
+    index_type: indexType,
+    ...(ix.metricType ? { metric_type: ix.metricType } : {}),
+    params,
+  };
+}
+
+async function dropAliasesOf(milvus: Milvus, collection: string) {
+  try {
+    const res = await milvus.client.listAliases({ collection_name: collection });
+    if (res.status.code !== 0) return;
+    for (const alias of res.aliases) {
+      const r = await milvus.client.dropAlias({ alias });
+      checkStatus(r, `dropping alias ${alias} of ${collection}`);
+    }
+  } catch (e) {
+    if (e instanceof WorkerError) throw e;
+  }
+}
+
+async function restoreAliases(
+  milvus: Milvus,
+  def: CollectionDef,
+  target: string,
+  log: Log,
+  warnings: string[],
+) {
+  for (const alias of def.aliases) {
+    let res = await milvus.client.createAlias({ alias, collection_name: target });
+    if (res.code !== 0) res = await milvus.client.alterAlias({ alias, collection_name: target });
+    if (res.code !== 0) {
+      const w = `alias ${alias} could not be pointed at ${target}: ${res.reason}`;
+      warnings.push(w);
+      log.warn("restore.alias", { alias }, w);
+    }
+  }
+}
