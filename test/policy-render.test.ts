@@ -90,6 +90,68 @@ describe("policy pack against the offline render of every stack", () => {
     );
   });
 
+  it("inspects the rendered Kubernetes objects: breaking them is caught by the matching policy", () => {
+    const prod = asStack(renders.get("prod")!);
+    const kinds = new Set(prod.map((r) => String(r.props.kind)));
+    for (const kind of ["Secret", "Service", "PodDisruptionBudget", "StatefulSet"]) {
+      assert.ok(kinds.has(kind), `prod renders no ${kind}`);
+    }
+    const first = (kind: string, where: (p: Record<string, unknown>) => boolean = () => true) =>
+      prod.find((r) => r.props.kind === kind && where(r.props))!;
+    const hit = (target: StackResource, props: Record<string, unknown>) =>
+      evaluate(
+        prod.map((r) => (r === target ? { ...r, props } : r)),
+        "prod",
+      ).map((v) => `${v.policy}: ${v.message}`);
+
+    // A Secret whose payload is no longer a Pulumi secret.
+    const secret = first("Secret");
+    const plain = { ...secret.props, stringData: { password: "hunter2" } };
+    assert.deepEqual(hit(secret, plain), [
+      `no-plaintext-secrets: Secret ${String((secret.props.metadata as Record<string, unknown>).namespace)}/${String((secret.props.metadata as Record<string, unknown>).name)}: stringData.password is not a Pulumi secret; wrap it with pulumi.secret() or generate it with @pulumi/random so the state stores it encrypted.`,
+    ]);
+    // The internal load balancer without its annotation.
+    const lb = first("Service", (p) => (p.spec as Record<string, unknown>).type === "LoadBalancer");
+    const publicLb = {
+      ...lb.props,
+      metadata: { ...(lb.props.metadata as Record<string, unknown>), annotations: {} },
+    };
+    assert.equal(hit(lb, publicLb).length, 1);
+    assert.match(hit(lb, publicLb)[0], /^no-public-load-balancer: /);
+    // Every PDB with maxUnavailable 0.
+    for (const pdb of prod.filter((r) => r.props.kind === "PodDisruptionBudget")) {
+      const blocking = {
+        ...pdb.props,
+        spec: { ...(pdb.props.spec as Record<string, unknown>), maxUnavailable: 0 },
+      };
+      assert.deepEqual(
+        hit(pdb, blocking).map((m) => m.replace(/: PodDisruptionBudget .*?: /, ": ")),
+        ["pdb-allows-disruption: maxUnavailable 0 allows no disruption; use maxUnavailable: 1."],
+      );
+    }
+  });
+
+  it("recognises dev's standalone Milvus: a second replica is reported", () => {
+    const dev = asStack(renders.get("dev")!);
+    const standalone = dev.filter((r) =>
+      evaluate(
+        [
+          {
+            ...r,
+            props: { ...r.props, spec: { ...(r.props.spec as Record<string, unknown>), replicas: 2 } },
+          },
+        ],
+        "dev",
+      ).some((v) => v.policy === "milvus-standalone-single-replica"),
+    );
+    assert.deepEqual(
+      standalone.map(
+        (r) => `${String(r.props.kind)} ${String((r.props.metadata as Record<string, unknown>).name)}`,
+      ),
+      ["StatefulSet milvus-standalone"],
+    );
+  });
+
   it("checks every rendered Kubernetes workload (when the data layer is present)", () => {
     for (const stack of stacks) {
       const result = renders.get(stack)!;
