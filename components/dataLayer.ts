@@ -60,7 +60,6 @@ export class DataLayerComponent extends pulumi.ComponentResource {
         diskSizeGi: cfg.etcd.diskSizeGi,
         quotaBackendBytes: cfg.etcd.quotaBackendBytes,
         storageClassName: classes.retainClassName,
-        zoneCount: cfg.zones.length,
       },
       child,
     );
@@ -78,7 +77,6 @@ export class DataLayerComponent extends pulumi.ComponentResource {
           image: cfg.minio.image,
           clientImage: cfg.minio.clientImage,
           storageClassName: classes.retainClassName,
-          zoneCount: cfg.zones.length,
         },
         child,
       );
@@ -122,7 +120,6 @@ export class DataLayerComponent extends pulumi.ComponentResource {
         namespace: ns.name,
         namespaceName: nsName,
         milvus: cfg.milvus,
-        zoneCount: cfg.zones.length,
         etcdEndpoints: etcd.endpoints,
         objectStore,
         retainStorageClassName: classes.retainClassName,

@@ -26,8 +26,6 @@ export interface EtcdArgs {
   quotaBackendBytes: number;
   /** StorageClass of the member volumes (Retain). @default none */
   storageClassName: pulumi.Input<string>;
-  /** Zones the members spread over (one member per zone with 3 members and 3 zones). @default 3 */
-  zoneCount?: number;
 }
 
 /** Names, image, flags and sizing of the etcd cluster, as one pure function (unit-tested). */
@@ -47,7 +45,7 @@ export function etcdDefaults(namespace: string, replicas: number, quotaBackendBy
     members,
     clientEndpoints,
     // The etcd image the Milvus Helm chart 5.0.x pins: etcd 3.5.25 (with /livez and /readyz, 3.5.11+),
-    // non-root (uid 1001), with a shell for the defragmentation job.
+    // non-root (uid 1001), with etcdctl for the defragmentation job.
     image: "milvusdb/etcd:3.5.25-r1",
     runAsUser: 1001,
     dataDir,
@@ -149,8 +147,7 @@ export class EtcdComponent extends pulumi.ComponentResource {
             metadata: { labels },
             spec: {
               nodeSelector: DATA_POOL_SELECTOR,
-              topologySpreadConstraints:
-                args.replicas > 1 ? zoneSpread(selector, args.zoneCount ?? 3) : undefined,
+              topologySpreadConstraints: args.replicas > 1 ? zoneSpread(selector) : undefined,
               securityContext: podSecurityContext(d.runAsUser),
               terminationGracePeriodSeconds: 60,
               automountServiceAccountToken: false,

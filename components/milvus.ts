@@ -43,8 +43,6 @@ export interface MilvusArgs {
   namespaceName: string;
   /** Mode, image and per-role sizing. @default none: the stack's `milvus.*` config */
   milvus: MilvusConfig;
-  /** Zones the multi-replica roles spread over. @default none: `zones.length` */
-  zoneCount: number;
   /** `host:port` of every etcd member. @default none */
   etcdEndpoints: string[];
   /** Object store (MinIO or Azure Blob). @default none */
@@ -437,7 +435,7 @@ export class MilvusComponent extends pulumi.ComponentResource {
       spec: {
         serviceAccountName: serviceAccount.metadata.name,
         nodeSelector: DATA_POOL_SELECTOR,
-        topologySpreadConstraints: multiReplica ? zoneSpread(selector, args.zoneCount) : undefined,
+        topologySpreadConstraints: multiReplica ? zoneSpread(selector) : undefined,
         securityContext: podSecurityContext(d.runAsUser, d.runAsGroup),
         // Milvus's graceful stop (segment hand-off, flush) takes up to 1800 s; the node pools' drain
         // timeout (drainTimeoutMinutes, 40) is longer, so upgrades never cut it short.

@@ -27,8 +27,6 @@ export interface MinioArgs {
   clientImage: string;
   /** StorageClass of the drives (Retain). @default none */
   storageClassName: pulumi.Input<string>;
-  /** Zones the pods spread over. @default 3 */
-  zoneCount?: number;
   /** Bucket Milvus (and its Woodpecker WAL) writes to. @default "milvus" */
   bucketName?: string;
 }
@@ -52,7 +50,7 @@ export function minioDefaults(namespace: string, replicas: number) {
     serverArgs: [
       "server",
       distributed
-        ? `http://${name}-{0...${replicas - 1}}.${headless}.${namespace}.svc.cluster.local${dataPath}`
+        ? `http://${name}-{0...${replicas - 1}}.${headless}.${namespace}.svc.cluster.local:${MINIO_API_PORT}${dataPath}`
         : dataPath,
       "--address",
       `:${MINIO_API_PORT}`,
@@ -165,8 +163,7 @@ export class MinioComponent extends pulumi.ComponentResource {
             metadata: { labels },
             spec: {
               nodeSelector: DATA_POOL_SELECTOR,
-              topologySpreadConstraints:
-                args.replicas > 1 ? zoneSpread(selector, args.zoneCount ?? 3) : undefined,
+              topologySpreadConstraints: args.replicas > 1 ? zoneSpread(selector) : undefined,
               securityContext: podSecurityContext(d.runAsUser),
               terminationGracePeriodSeconds: 120,
               automountServiceAccountToken: false,

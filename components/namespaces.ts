@@ -49,7 +49,11 @@ export class DataNamespaceComponent extends pulumi.ComponentResource {
     new k8s.core.v1.LimitRange(
       `${name}-limits`,
       {
-        metadata: { name: "container-defaults", namespace: ns.metadata.name, labels: d.labels },
+        metadata: {
+          name: "container-defaults",
+          namespace: ns.metadata.name,
+          labels: { "app.kubernetes.io/part-of": PART_OF },
+        },
         spec: { limits: [{ type: "Container", ...d.containerDefaults }] },
       },
       { parent: this },

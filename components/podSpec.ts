@@ -12,22 +12,26 @@ export const HOST_TOPOLOGY_KEY = "kubernetes.io/hostname";
  * `DoNotSchedule` on zones, not `ScheduleAnyway`: with one autoscaled data pool per zone, a pod that
  * cannot be placed in the zone it needs stays Pending and the cluster autoscaler adds a node in exactly
  * that zone, instead of the scheduler quietly stacking replicas in one zone, which would only surface
- * as an outage when that zone fails. `minDomains` makes a zone whose pool has scaled to zero count as
- * empty rather than absent. Spreading over nodes inside a zone is a preference (`ScheduleAnyway`).
+ * as an outage when that zone fails. `nodeTaintsPolicy: Honor` keeps that strictness from turning a
+ * zone outage into a scheduling deadlock: the lost zone's nodes turn unreachable (tainted), drop out of
+ * the skew computation, and the replacements land in the surviving zones. (No `minDomains` for the
+ * same reason: it would count the lost zone as an empty domain and block them.) Spreading over nodes
+ * inside a zone is a preference.
  */
-export function zoneSpread(selector: Record<string, string>, zoneCount = 3) {
+export function zoneSpread(selector: Record<string, string>) {
   return [
     {
       maxSkew: 1,
       topologyKey: ZONE_TOPOLOGY_KEY,
       whenUnsatisfiable: "DoNotSchedule",
-      ...(zoneCount > 1 ? { minDomains: zoneCount } : {}),
+      nodeTaintsPolicy: "Honor",
       labelSelector: { matchLabels: selector },
     },
     {
       maxSkew: 1,
       topologyKey: HOST_TOPOLOGY_KEY,
       whenUnsatisfiable: "ScheduleAnyway",
+      nodeTaintsPolicy: "Honor",
       labelSelector: { matchLabels: selector },
     },
   ];
