@@ -65,7 +65,8 @@ function call<Req, Res>(
 ): Promise<Res> {
   return new Promise((resolve, reject) => {
     fn(req, (err, res) => {
-      err ? reject(err) : resolve(res);
+      if (err) reject(err);
+      else resolve(res);
     });
   });
 }
