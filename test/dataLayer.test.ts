@@ -103,9 +103,12 @@ function dataLayerProblems(all: Obj[]): string[] {
       if (!zone) problems.push(`${id(w)}: ${n} replicas without zone spreading`);
       else if (
         zone.maxSkew !== 1 ||
+        zone.whenUnsatisfiable !== "DoNotSchedule" ||
         !matches(zone.labelSelector.matchLabels, w.spec.template.metadata.labels)
       ) {
-        problems.push(`${id(w)}: zone spreading with maxSkew ${zone.maxSkew} or a selector missing its pods`);
+        problems.push(
+          `${id(w)}: zone spreading that is not strict (maxSkew 1, DoNotSchedule) or misses its pods`,
+        );
       }
     }
   }
@@ -428,6 +431,16 @@ describe("data layer", () => {
         /StatefulSet etcd: 3 replicas without zone spreading/,
       ],
       [
+        "soft zone spreading",
+        (o) =>
+          (named(
+            o,
+            "StatefulSet",
+            "milvus-querynode",
+          ).spec.template.spec.topologySpreadConstraints[0].whenUnsatisfiable = "ScheduleAnyway"),
+        /StatefulSet milvus-querynode: zone spreading that is not strict/,
+      ],
+      [
         "probe",
         (o) =>
           delete named(o, "Deployment", "milvus-datanode").spec.template.spec.containers[0].readinessProbe,
@@ -648,7 +661,10 @@ describe("data layer", () => {
     assert.equal(flow(objs, minio, etcd, 2379), false);
     assert.equal(allowed(objs, "ingress", proxy, prometheus, 2379), false);
     assert.equal(allowed(objs, "egress", proxy, { namespace: "x", labels: {} }, 443), false);
-    assert.equal(allowed(objs, "egress", backup, proxy, 19530), false, "the worker's own policy opens this");
+    // The worker's egress comes from its own policy (components/backupWorker.ts): Milvus and nothing else inside.
+    assert.equal(allowed(objs, "egress", backup, proxy, 19530), true);
+    assert.equal(allowed(objs, "egress", backup, etcd, 2379), false);
+    assert.equal(allowed(objs, "egress", backup, minio, 9000), false);
   });
 
   it("uses Azure Blob through workload identity when objectStore is azureBlob, and no MinIO", () => {
@@ -668,9 +684,12 @@ describe("data layer", () => {
       cloudProvider: "azure",
       useVirtualHost: false,
     });
-    // The mock names a user-assigned identity after its resource group, hence the ids below.
+    // The mock names a user-assigned identity's client and principal ids after its Pulumi resource.
     const sa = named(ns, "ServiceAccount", "milvus");
-    assert.equal(sa.metadata.annotations["azure.workload.identity/client-id"], "client-milvus-prod-rg");
+    assert.equal(
+      sa.metadata.annotations["azure.workload.identity/client-id"],
+      "client-milvus-prod-data-blob-identity",
+    );
     for (const w of ns.filter(
       (o) => WORKLOAD_KINDS.includes(o.kind) && o.metadata.labels["app.kubernetes.io/name"] === "milvus",
     )) {
@@ -692,7 +711,7 @@ describe("data layer", () => {
     // Scoped to the id of Milvus's own account resource (mock ids are `<resource name>-id`), not the backup account.
     assert.equal(role.inputs.scope, "milvus-prod-data-blob-account-id");
     assert.match(String(role.inputs.roleDefinitionId), /ba92f5b4-2d11-453d-a403-e96b0029c9fe$/);
-    assert.equal(role.inputs.principalId, "principal-milvus-prod-rg");
+    assert.equal(role.inputs.principalId, "principal-milvus-prod-data-blob-identity");
     // Milvus reaches Blob and Entra ID on public HTTPS only.
     const egress = named(ns, "NetworkPolicy", "milvus").spec.egress;
     assert.deepEqual(egress[2].ports, [{ protocol: "TCP", port: 443 }]);
