@@ -21,3 +21,10 @@ export const milvusMode = outputs.milvusMode;
 // Where restores read from: the primary's read-only secondary on a dr stack, the own account elsewhere.
 export const restoreSourceBlobEndpoint = outputs.restoreSourceBlobEndpoint;
 export const restoreSourceContainerName = outputs.restoreSourceContainerName;
+
+// Operations: where clients connect, and the worker's registry and image (README, "Build and push the image").
+export const milvusAddress = outputs.milvusAddress;
+export const milvusRootPassword = outputs.milvusRootPassword;
+export const backupRegistryLoginServer = outputs.backupRegistryLoginServer;
+export const backupWorkerImage = outputs.backupWorkerImage;
+export const grafanaService = outputs.grafanaService;

@@ -24,6 +24,11 @@ export interface BackupWorkerArgs {
   backupBlobEndpoint: pulumi.Input<string>;
   /** Container holding the backups. */
   backupContainerName: pulumi.Input<string>;
+  /**
+   * Another backup account the worker may read (never write): on a dr stack, the primary's account,
+   * whose geo-replicated secondary endpoint the restore Job reads from. @default none
+   */
+  restoreSourceAccountId?: pulumi.Input<string>;
   /** Milvus gRPC address reachable in-cluster, host:port. */
   milvusAddress: pulumi.Input<string>;
   /** Milvus root password (a Pulumi secret); the worker receives it as `MILVUS_TOKEN` from a Secret. */
@@ -146,6 +151,19 @@ export class BackupWorkerComponent extends pulumi.ComponentResource {
       },
       azureOpts,
     );
+    if (args.restoreSourceAccountId !== undefined) {
+      // Reader, not Contributor: a failover must never be able to delete or overwrite the primary's backups.
+      new authorization.RoleAssignment(
+        `${name}-restore-source-reader`,
+        {
+          scope: args.restoreSourceAccountId,
+          principalId: identity.principalId,
+          principalType: "ServicePrincipal",
+          roleDefinitionId: roleDefinitionId(BUILTIN_ROLES.storageBlobDataReader),
+        },
+        azureOpts,
+      );
+    }
     new managedidentity.FederatedIdentityCredential(
       `${name}-federation`,
       {

@@ -8,7 +8,7 @@ import { PrimaryStackComponent } from "./primaryStack";
 import { DataLayerComponent } from "./dataLayer";
 import { compactName, DATA_NAMESPACE } from "./naming";
 import { MonitoringComponent } from "./monitoring";
-import { backupWorkerDefaults } from "./backupWorker";
+import { BackupWorkerComponent, backupWorkerDefaults } from "./backupWorker";
 
 /**
  * Composes the whole platform from a validated config. index.ts exports what this returns; the
@@ -66,7 +66,6 @@ export function createStack(cfg: StackConfig) {
   const restoreSource = {
     blobEndpoint: primary ? primary.backupSecondaryBlobEndpoint : backupStorage.primaryBlobEndpoint,
     containerName: primary ? primary.backupContainerName : backupStorage.containerName,
-    accountId: primary ? primary.backupAccountId : backupStorage.accountId,
   };
 
   // [data-layer] Kubernetes data layer is composed here (issue 3).
@@ -104,6 +103,33 @@ export function createStack(cfg: StackConfig) {
     { providers: { kubernetes: aks.provider } },
   );
 
+  // The worker backs up to this stack's own account; on a dr stack it may also read the primary's.
+  const worker = new BackupWorkerComponent(
+    `${name}-backup-worker`,
+    {
+      resourceGroupName: rg.name,
+      location: cfg.location,
+      // Registry names are global, alphanumeric, 5-50 characters.
+      registryName: compactName("milvusacr", cfg.stack, 50),
+      kubeletObjectId: aks.kubeletObjectId,
+      oidcIssuerUrl: aks.oidcIssuerUrl,
+      backupAccountId: backupStorage.accountId,
+      backupBlobEndpoint: backupStorage.primaryBlobEndpoint,
+      backupContainerName: backupStorage.containerName,
+      restoreSourceAccountId: primary?.backupAccountId,
+      milvusAddress: dataLayer.milvusAddress,
+      milvusRootPassword: dataLayer.milvusRootPassword,
+      collections: cfg.backup.collections,
+      schedule: cfg.backup.schedule,
+      retentionDays: cfg.backup.retentionDays,
+      image: cfg.backup.image,
+      namespace: DATA_NAMESPACE,
+      tags,
+    },
+    // The Secret, ServiceAccount and CronJob go into the data namespace the data layer creates.
+    { providers: { kubernetes: aks.provider }, dependsOn: [dataLayer] },
+  );
+
   return {
     resourceGroupName: rg.name,
     location: pulumi.output(cfg.location),
@@ -124,6 +150,9 @@ export function createStack(cfg: StackConfig) {
     primaryMilvusImageTag: primary ? primary.milvusImageTag : pulumi.output(cfg.milvus.imageTag),
     milvusAddress: dataLayer.milvusAddress,
     milvusRootPassword: dataLayer.milvusRootPassword,
+    backupRegistryLoginServer: worker.registryLoginServer,
+    backupWorkerImage: worker.image,
+    backupWorkerIdentityClientId: worker.identityClientId,
     milvusServiceName: dataLayer.milvusServiceName,
     milvusNamespace: dataLayer.namespace,
     grafanaService: pulumi.output(`${monitoring.namespace}/${monitoring.grafanaServiceName}`),

@@ -84,6 +84,7 @@ function computedOutputs(
     "resourceName",
     "accountName",
     "virtualNetworkName",
+    "registryName",
     "resourceGroupName",
     "name",
   ];
@@ -122,8 +123,9 @@ function computedOutputs(
     case "azure-native:managedidentity:UserAssignedIdentity":
       return {
         ...base,
-        clientId: `client-${resourceName}`,
-        principalId: `principal-${resourceName}`,
+        // Per identity (by Pulumi name), so tests can tell which identity a role or annotation names.
+        clientId: `client-${name}`,
+        principalId: `principal-${name}`,
         tenantId: FAKE_TENANT,
       };
     case "pulumi:pulumi:StackReference": {
