@@ -156,6 +156,8 @@ export function milvusTopology(m: MilvusConfig): MilvusWorkloadPlan[] {
     {
       role: MILVUS_ROLES.mixCoord,
       kind: "Deployment",
+      // Surge rollouts work with active-standby: a standby mixcoord answers /healthz with 200 (the
+      // healthz handler accepts Healthy and StandBy), becomes Ready, and takes over when the old pod stops.
       sizing: m.mixCoord,
       replicas: m.mixCoord.replicas,
       pdb: true,
