@@ -10,6 +10,7 @@ import {
   kubePrometheusStackValues,
   milvusRolesFor,
   MINIO_METRICS_PATH,
+  MonitoringComponent,
   monitoringDefaults,
   PROMETHEUS_STORAGE_CLASS,
 } from "../components/monitoring";
@@ -382,5 +383,74 @@ describe("monitoring: stack configuration", () => {
     assert.ok(reasons.some((r) => r.startsWith("monitoring.retentionDays = 0 is invalid")));
     assert.ok(reasons.some((r) => r.startsWith("monitoring.storageGi = 5 is invalid")));
     assert.deepEqual(problems({ ...base(), monitoring: { chartVersion: "latest" } }).length, 1);
+  });
+});
+
+describe("monitoring: ordering", () => {
+  it("creates PodMonitors and the PrometheusRule only after the release that installs their CRDs", async () => {
+    // Let any queued render finish: the mock runtime is global.
+    await render("dev");
+    await pulumi.runtime.setMocks(
+      {
+        newResource: (args) => ({
+          id: `${args.name}-id`,
+          state: {
+            ...(args.inputs as Obj),
+            ...(args.type.startsWith("random:") ? { result: "x".repeat(32) } : {}),
+          },
+        }),
+        call: (args) => args.inputs as Obj,
+      },
+      "milvus-aks",
+      "ordering",
+      true,
+    );
+    const seen: { type: string; resource: pulumi.Resource; dependsOn: unknown[] }[] = [];
+    const component = new MonitoringComponent(
+      "ordering",
+      {
+        chartVersion: "88.5.3",
+        retentionDays: 7,
+        storageGi: 20,
+        production: false,
+        milvusMode: "standalone",
+        minio: true,
+        etcdQuotaBytes: 4 * 1024 ** 3,
+      },
+      {
+        transformations: [
+          (args) => {
+            const deps = args.opts.dependsOn;
+            seen.push({
+              type: args.type,
+              resource: args.resource,
+              dependsOn: deps === undefined ? [] : Array.isArray(deps) ? deps : [deps],
+            });
+            return undefined;
+          },
+        ],
+      },
+    );
+    await new Promise<void>((resolve) =>
+      component.grafanaAdminPassword.apply(() => {
+        resolve();
+      }),
+    );
+    const rel = seen.find((s) => s.type === "kubernetes:helm.sh/v3:Release");
+    assert.ok(rel);
+    const custom = seen.filter((s) => s.type.startsWith("kubernetes:monitoring.coreos.com/"));
+    assert.deepEqual(custom.map((s) => s.type).sort(), [
+      "kubernetes:monitoring.coreos.com/v1:PodMonitor",
+      "kubernetes:monitoring.coreos.com/v1:PodMonitor",
+      "kubernetes:monitoring.coreos.com/v1:PodMonitor",
+      "kubernetes:monitoring.coreos.com/v1:PrometheusRule",
+    ]);
+    for (const c of custom)
+      assert.ok(c.dependsOn.includes(rel.resource), `${c.type} does not wait for the release`);
+    const secret = seen.find((s) => s.type === "kubernetes:core/v1:Secret");
+    assert.ok(
+      secret && rel.dependsOn.includes(secret.resource),
+      "the release must wait for the Grafana admin Secret",
+    );
   });
 });
