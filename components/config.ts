@@ -144,6 +144,11 @@ export interface DrConfig {
   /** `warm`: the dr stack stays up, scaled down, and is scaled up at failover; `cold`: `pulumi up` at failover. */
   standby: "warm" | "cold";
   /**
+   * Failover has started: a cold standby deploys its cluster. `npm run dr:failover` sets it; a warm
+   * standby is deployed either way.
+   */
+  activated: boolean;
+  /**
    * Subnets (resource ids) of the dr stack's nodes, allowed through this stack's backup-account firewall
    * so a DR cluster can read the geo-replicated secondary during a regional outage, when this stack
    * can no longer be changed.
@@ -368,6 +373,16 @@ class Reader {
       return fallback;
     }
     return n;
+  }
+
+  bool(path: string, fallback: boolean): boolean {
+    const v = this.lookup(path);
+    if (v === undefined) return fallback;
+    // `pulumi config set` stores "true"/"false" as strings.
+    if (v === true || v === "true") return true;
+    if (v === false || v === "false") return false;
+    this.problems.add(path, v, "true or false", setPathHint(path, String(fallback)));
+    return fallback;
   }
 
   stringList(path: string, fallback: string[], pattern: RegExp, allowed: string, example: string): string[] {
@@ -931,6 +946,7 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
           )
         : "",
     standby: r.oneOf<"warm" | "cold">("dr.standby", "warm", ["warm", "cold"]),
+    activated: r.bool("dr.activated", false),
     standbySubnetIds: r.stringList(
       "dr.standbySubnetIds",
       [],

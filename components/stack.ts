@@ -29,23 +29,6 @@ export function createStack(cfg: StackConfig) {
     tags,
   });
 
-  const aks = new AksClusterComponent(name, {
-    resourceGroupName: rg.name,
-    location: cfg.location,
-    zones: cfg.zones,
-    kubernetesVersion: cfg.kubernetesVersion,
-    nodeSubnetId: net.nodeSubnetId,
-    systemPool: cfg.nodePools.system,
-    dataPool: cfg.nodePools.data,
-    drainTimeoutMinutes: cfg.drainTimeoutMinutes,
-    maintenance: cfg.maintenance,
-    podCidr: cfg.network.podCidr,
-    serviceCidr: cfg.network.serviceCidr,
-    dnsServiceIp: cfg.network.dnsServiceIp,
-    adminGroupObjectIds: cfg.adminGroupObjectIds,
-    tags,
-  });
-
   const backupStorage = new BackupStorageComponent(`${name}-backup`, {
     resourceGroupName: rg.name,
     location: cfg.location,
@@ -67,6 +50,61 @@ export function createStack(cfg: StackConfig) {
     blobEndpoint: primary ? primary.backupSecondaryBlobEndpoint : backupStorage.primaryBlobEndpoint,
     containerName: primary ? primary.backupContainerName : backupStorage.containerName,
   };
+
+  // A cold dr standby keeps only the network (so the primary's firewall can already name its subnet)
+  // and the backup account until failover sets dr.activated; everything else is warm or live.
+  const cluster =
+    cfg.environment === "dr" && cfg.dr.standby === "cold" && !cfg.dr.activated
+      ? undefined
+      : deployCluster(cfg, { name, tags, rg, net, backupStorage, primary });
+
+  return {
+    resourceGroupName: rg.name,
+    location: pulumi.output(cfg.location),
+    pairedLocation: pulumi.output(cfg.dr.pairedLocation),
+    vnetId: net.vnetId,
+    nodeSubnetId: net.nodeSubnetId,
+    backupAccountName: backupStorage.accountName,
+    backupAccountId: backupStorage.accountId,
+    backupPrimaryBlobEndpoint: backupStorage.primaryBlobEndpoint,
+    backupSecondaryBlobEndpoint: backupStorage.secondaryBlobEndpoint,
+    backupContainerName: backupStorage.containerName,
+    milvusImageTag: pulumi.output(cfg.milvus.imageTag),
+    milvusMode: pulumi.output(cfg.milvus.mode),
+    restoreSourceBlobEndpoint: restoreSource.blobEndpoint,
+    restoreSourceContainerName: restoreSource.containerName,
+    primaryMilvusImageTag: primary ? primary.milvusImageTag : pulumi.output(cfg.milvus.imageTag),
+    ...cluster,
+  };
+}
+
+interface Foundation {
+  name: string;
+  tags: Record<string, string>;
+  rg: resources.ResourceGroup;
+  net: NetworkComponent;
+  backupStorage: BackupStorageComponent;
+  primary: PrimaryStackComponent | undefined;
+}
+
+/** AKS and everything running in it: data layer, monitoring and the backup worker. */
+function deployCluster(cfg: StackConfig, { name, tags, rg, net, backupStorage, primary }: Foundation) {
+  const aks = new AksClusterComponent(name, {
+    resourceGroupName: rg.name,
+    location: cfg.location,
+    zones: cfg.zones,
+    kubernetesVersion: cfg.kubernetesVersion,
+    nodeSubnetId: net.nodeSubnetId,
+    systemPool: cfg.nodePools.system,
+    dataPool: cfg.nodePools.data,
+    drainTimeoutMinutes: cfg.drainTimeoutMinutes,
+    maintenance: cfg.maintenance,
+    podCidr: cfg.network.podCidr,
+    serviceCidr: cfg.network.serviceCidr,
+    dnsServiceIp: cfg.network.dnsServiceIp,
+    adminGroupObjectIds: cfg.adminGroupObjectIds,
+    tags,
+  });
 
   // [data-layer] Kubernetes data layer is composed here (issue 3).
   const dataLayer = new DataLayerComponent(
@@ -131,23 +169,8 @@ export function createStack(cfg: StackConfig) {
   );
 
   return {
-    resourceGroupName: rg.name,
-    location: pulumi.output(cfg.location),
-    pairedLocation: pulumi.output(cfg.dr.pairedLocation),
     clusterName: aks.clusterName,
     oidcIssuerUrl: aks.oidcIssuerUrl,
-    vnetId: net.vnetId,
-    nodeSubnetId: net.nodeSubnetId,
-    backupAccountName: backupStorage.accountName,
-    backupAccountId: backupStorage.accountId,
-    backupPrimaryBlobEndpoint: backupStorage.primaryBlobEndpoint,
-    backupSecondaryBlobEndpoint: backupStorage.secondaryBlobEndpoint,
-    backupContainerName: backupStorage.containerName,
-    milvusImageTag: pulumi.output(cfg.milvus.imageTag),
-    milvusMode: pulumi.output(cfg.milvus.mode),
-    restoreSourceBlobEndpoint: restoreSource.blobEndpoint,
-    restoreSourceContainerName: restoreSource.containerName,
-    primaryMilvusImageTag: primary ? primary.milvusImageTag : pulumi.output(cfg.milvus.imageTag),
     milvusAddress: dataLayer.milvusAddress,
     milvusRootPassword: dataLayer.milvusRootPassword,
     backupRegistryLoginServer: worker.registryLoginServer,

@@ -29,7 +29,10 @@ export interface ListedBackup {
 
 export interface Step {
   title: string;
-  command: string[];
+  /** Built from the dr stack's outputs as they are when the step runs (a cold standby gains its cluster at `pulumi up`). */
+  command: (dr: StackOutputs) => string[];
+  /** The dr stack's outputs change with this step and are read again after it. */
+  refreshesOutputs?: boolean;
 }
 
 const USAGE =
@@ -119,7 +122,8 @@ export function latestBackups(
 
 export interface StackOutputs {
   resourceGroupName: string;
-  clusterName: string;
+  /** Absent on a cold standby before its first activated `pulumi up`. */
+  clusterName?: string;
   restoreSourceBlobEndpoint: string;
   restoreSourceContainerName: string;
   milvusImageTag: string;
@@ -138,11 +142,11 @@ export function failoverPlan(req: FailoverRequest, dr: StackOutputs, chosen: Lis
   return [
     ...chosen.map((b) => ({
       title: `verify backup ${b.backupId} (${b.collection}, ${String(b.rows)} rows) on the secondary`,
-      command: ["npm", "run", "-s", "worker", "--", "verify", "--backup", b.backupId, ...source],
+      command: () => ["npm", "run", "-s", "worker", "--", "verify", "--backup", b.backupId, ...source],
     })),
     {
       title: `scale the ${req.to} stack's data pools to ${req.dataMinCount} nodes per zone`,
-      command: [
+      command: () => [
         "pulumi",
         "config",
         "set",
@@ -154,31 +158,46 @@ export function failoverPlan(req: FailoverRequest, dr: StackOutputs, chosen: Lis
       ],
     },
     {
+      // A cold standby deploys its cluster only once activated; for a warm one this changes nothing.
+      title: `activate the ${req.to} stack`,
+      command: () => [
+        "pulumi",
+        "config",
+        "set",
+        "--stack",
+        req.to,
+        "--path",
+        "milvus-aks:dr.activated",
+        "true",
+      ],
+    },
+    {
       title: `bring up the ${req.to} stack`,
-      command: ["pulumi", "up", "--stack", req.to, "--yes", "--skip-preview"],
+      command: () => ["pulumi", "up", "--stack", req.to, "--yes", "--skip-preview"],
+      refreshesOutputs: true,
     },
     {
       title: "fetch user credentials for the dr cluster (kubelogin, no admin credentials)",
-      command: [
+      command: (now) => [
         "az",
         "aks",
         "get-credentials",
         "-g",
-        dr.resourceGroupName,
+        now.resourceGroupName,
         "-n",
-        dr.clusterName,
+        now.clusterName ?? "<clusterName output after pulumi up>",
         "--overwrite-existing",
       ],
     },
     {
       title: "convert the kubeconfig for kubelogin",
-      command: ["kubelogin", "convert-kubeconfig", "-l", "azurecli"],
+      command: () => ["kubelogin", "convert-kubeconfig", "-l", "azurecli"],
     },
     ...chosen.map((b) => ({
       // The worker restores into a temporary collection, checks the row count against the manifest and
       // only then renames it into place, so a failed restore leaves nothing under the target name.
       title: `restore ${b.collection} from ${b.backupId} and verify ${String(b.rows)} rows`,
-      command: [
+      command: () => [
         "npm",
         "run",
         "-s",
@@ -197,7 +216,7 @@ export function failoverPlan(req: FailoverRequest, dr: StackOutputs, chosen: Lis
 /** What application owners must change after the failover. */
 export function clientInstructions(req: FailoverRequest, dr: StackOutputs, chosen: ListedBackup[]): string[] {
   const lines = [
-    `Milvus now serves from the ${req.to} stack: point clients at ${dr.milvusAddress ?? `the internal load balancer of cluster ${dr.clusterName}`} (gRPC 19530).`,
+    `Milvus now serves from the ${req.to} stack: point clients at ${dr.milvusAddress ?? `the internal load balancer of cluster ${dr.clusterName ?? "(see the dr stack's clusterName output)"}`} (gRPC 19530).`,
     `Credentials changed: the ${req.to} stack has its own root password; read it with \`pulumi stack output --stack ${req.to} --show-secrets milvusRootPassword\` and rotate application users.`,
     `Writes made after these backups are lost and must be replayed by the producers: ${chosen.map((b) => `${b.collection} as of ${b.time}`).join(", ")}.`,
     "Collections were restored with replica_number from their backup; load them with replica_number >= 2 for drains.",
@@ -263,11 +282,13 @@ export function failover(
   }
   const steps = failoverPlan(req, dr, chosen);
   log(`dr:failover: ${req.execute ? "executing" : "dry run (add --execute to run)"}: ${steps.length} steps`);
+  let outputs = dr;
   for (const [i, step] of steps.entries()) {
-    log(`  ${i + 1}. ${step.title}\n     $ ${step.command.join(" ")}`);
+    const command = step.command(outputs);
+    log(`  ${i + 1}. ${step.title}\n     $ ${command.join(" ")}`);
     if (!req.execute) continue;
     const started = Date.now();
-    const res = runner(step.command);
+    const res = runner(command);
     if (res.status !== 0) {
       log(
         `dr:failover: step ${i + 1} failed (${step.title}): ${res.stderr.trim()}; fix it and re-run: completed steps are safe to repeat`,
@@ -275,9 +296,10 @@ export function failover(
       return 1;
     }
     log(`     done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    if (step.refreshesOutputs) outputs = outputsOf(req.to, runner);
   }
   log("Clients must now:");
-  for (const line of clientInstructions(req, dr, chosen)) log(`  - ${line}`);
+  for (const line of clientInstructions(req, outputs, chosen)) log(`  - ${line}`);
   return 0;
 }
 

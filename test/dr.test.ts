@@ -61,6 +61,7 @@ describe("disaster-recovery stacks", () => {
         primaryStack: "acme/milvus-aks/prod",
         standby: "warm",
         standbySubnetIds: [],
+        activated: false,
       });
       assert.equal(cfg.production, true);
     });
@@ -100,6 +101,33 @@ describe("disaster-recovery stacks", () => {
         [["3"], 1, 6],
       ]);
     });
+  });
+
+  it("a cold standby keeps only network and storage until failover activates it", async () => {
+    const types = (r: RenderResult) => new Set(r.resources.map((x) => x.type));
+    const cold = await renderStack("dr", {
+      overrides: { "milvus-aks:dr": { ...validDr().dr, standby: "cold" } },
+    });
+    const coldTypes = types(cold);
+    assert.ok(coldTypes.has("azure-native:network:VirtualNetwork"));
+    assert.ok(coldTypes.has("azure-native:storage:StorageAccount"));
+    assert.ok(coldTypes.has("pulumi:pulumi:StackReference"));
+    assert.equal(coldTypes.has("azure-native:containerservice:ManagedCluster"), false);
+    assert.equal([...coldTypes].filter((t) => t.startsWith("kubernetes:")).length, 0);
+    assert.equal(cold.outputs.clusterName, undefined);
+    assert.match(String(cold.outputs.nodeSubnetId), /\/subnets\/nodes$/);
+
+    const activated = await renderStack("dr", {
+      overrides: { "milvus-aks:dr": { ...validDr().dr, standby: "cold", activated: "true" } },
+    });
+    assert.ok(types(activated).has("azure-native:containerservice:ManagedCluster"));
+    assert.ok(types(activated).has("kubernetes:batch/v1:CronJob"));
+    assert.deepEqual(
+      reasons(() => parseStackConfig("dr", { ...validDr(), dr: { ...validDr().dr, activated: "yes" } })),
+      [
+        'dr.activated: dr.activated = "yes" is invalid: expected true or false. Set it with `pulumi config set --path milvus-aks:dr.activated false` or in Pulumi.<stack>.yaml.',
+      ],
+    );
   });
 
   it("a primary lets the dr stack's node subnet through its backup-account firewall", async () => {

@@ -116,7 +116,7 @@ describe("dr:failover", () => {
       "npm run -s worker -- list --json --storage-account-url https://milvusbkprod-secondary.blob.core.windows.net/ --container milvus-backups",
     ]);
     const text = log.join("\n");
-    assert.match(text, /dry run \(add --execute to run\): 6 steps/);
+    assert.match(text, /dry run \(add --execute to run\): 7 steps/);
     assert.match(
       text,
       /\$ npm run -s restore-job -- --stack dr --backup documents-20261125T020000Z-a1 --storage-account-url https:\/\/milvusbkprod-secondary\.blob\.core\.windows\.net\/ --container milvus-backups/,
@@ -154,9 +154,48 @@ describe("dr:failover", () => {
     assert.deepEqual(again.calls.slice(2), [
       "npm run -s worker -- verify --backup documents-20261125T020000Z-a1 --storage-account-url https://milvusbkprod-secondary.blob.core.windows.net/ --container milvus-backups",
       "pulumi config set --stack dr --path milvus-aks:nodePools.data.minCount 2",
+      "pulumi config set --stack dr --path milvus-aks:dr.activated true",
       "pulumi up --stack dr --yes --skip-preview",
     ]);
-    assert.match(log2.join("\n"), /step 3 failed \(bring up the dr stack\): boom/);
+    assert.match(log2.join("\n"), /step 4 failed \(bring up the dr stack\): boom/);
     assert.equal(calls.length, 2);
+  });
+
+  it("reads the dr stack's outputs again after pulumi up, so a cold standby's new cluster is used", () => {
+    const calls: string[] = [];
+    let up = false;
+    const runner = (command: string[]) => {
+      const line = command.join(" ");
+      calls.push(line);
+      if (line.startsWith("pulumi up")) up = true;
+      if (line.startsWith("pulumi stack output")) {
+        const { clusterName: _none, milvusAddress: _neither, ...cold } = drOutputs;
+        return { status: 0, stdout: JSON.stringify(up ? drOutputs : cold), stderr: "" };
+      }
+      if (line.includes(" list --json"))
+        return { status: 0, stdout: JSON.stringify({ backups: listed }), stderr: "" };
+      return { status: 0, stdout: "", stderr: "" };
+    };
+    const log: string[] = [];
+    const req = parseFailoverArgs([
+      "--from",
+      "prod",
+      "--to",
+      "dr",
+      "--collection",
+      "documents",
+      "--execute",
+    ]) as FailoverRequest;
+    assert.equal(
+      failover(req, runner, NOW, (l) => log.push(l)),
+      0,
+    );
+    assert.deepEqual(calls.slice(6), [
+      "pulumi stack output --json --stack dr",
+      "az aks get-credentials -g milvus-dr-rg -n milvus-dr-aks --overwrite-existing",
+      "kubelogin convert-kubeconfig -l azurecli",
+      "npm run -s restore-job -- --stack dr --backup documents-20261125T020000Z-a1 --storage-account-url https://milvusbkprod-secondary.blob.core.windows.net/ --container milvus-backups",
+    ]);
+    assert.match(log.join("\n"), /point clients at 10\.20\.0\.50:19530/);
   });
 });
