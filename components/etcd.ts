@@ -11,7 +11,7 @@ import {
   PORT_NAMES,
   selectorLabels,
 } from "./naming";
-import { podSecurityContext, restrictedContainerSecurity, zoneSpread } from "./podSpec";
+import { disruptionBudget, podSecurityContext, restrictedContainerSecurity, zoneSpread } from "./podSpec";
 
 export interface EtcdArgs {
   /** Namespace to run in. @default none */
@@ -72,7 +72,6 @@ export function etcdDefaults(namespace: string, replicas: number, quotaBackendBy
       "--snapshot-count=50000",
     ],
     resources: { requests: { cpu: "500m", memory: "2Gi" }, limits: { cpu: "2", memory: "4Gi" } },
-    pdbMaxUnavailable: 1,
     // Defragmentation blocks the member it runs on; etcdctl visits the endpoints in order, one at a time.
     defrag: {
       schedule: "30 3 * * 0",
@@ -196,7 +195,7 @@ export class EtcdComponent extends pulumi.ComponentResource {
         `${name}-pdb`,
         {
           metadata: { name: d.name, namespace: args.namespace, labels },
-          spec: { maxUnavailable: d.pdbMaxUnavailable, selector: { matchLabels: selector } },
+          spec: disruptionBudget(selector),
         },
         { parent: this },
       );

@@ -16,7 +16,7 @@ import {
   PORT_NAMES,
   selectorLabels,
 } from "./naming";
-import { podSecurityContext, restrictedContainerSecurity, zoneSpread } from "./podSpec";
+import { disruptionBudget, podSecurityContext, restrictedContainerSecurity, zoneSpread } from "./podSpec";
 
 /** Object store as the component receives it: secrets stay Pulumi outputs until rendered. */
 export type MilvusObjectStoreArgs =
@@ -525,7 +525,7 @@ export class MilvusComponent extends pulumi.ComponentResource {
         `${resourceName}-pdb`,
         {
           metadata: { name: objectName, namespace: ns, labels },
-          spec: { maxUnavailable: 1, selector: { matchLabels: selector } },
+          spec: disruptionBudget(selector),
         },
         { parent: this },
       );

@@ -10,7 +10,7 @@ import {
   PORT_NAMES,
   selectorLabels,
 } from "./naming";
-import { podSecurityContext, restrictedContainerSecurity, zoneSpread } from "./podSpec";
+import { disruptionBudget, podSecurityContext, restrictedContainerSecurity, zoneSpread } from "./podSpec";
 
 export interface MinioArgs {
   /** Namespace to run in. @default none */
@@ -61,7 +61,6 @@ export function minioDefaults(namespace: string, replicas: number) {
       ? { requests: { cpu: "1", memory: "4Gi" }, limits: { cpu: "2", memory: "8Gi" } }
       : { requests: { cpu: "250m", memory: "1Gi" }, limits: { cpu: "1", memory: "2Gi" } },
     clientResources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { cpu: "200m", memory: "128Mi" } },
-    pdbMaxUnavailable: 1,
     // MinIO's own documented probe endpoints; `ready` answers per node, `live` only says the process is up.
     livenessPath: "/minio/health/live",
     readinessPath: "/minio/health/ready",
@@ -219,7 +218,7 @@ export class MinioComponent extends pulumi.ComponentResource {
         `${name}-pdb`,
         {
           metadata: { name: d.name, namespace: args.namespace, labels },
-          spec: { maxUnavailable: d.pdbMaxUnavailable, selector: { matchLabels: selector } },
+          spec: disruptionBudget(selector),
         },
         { parent: this },
       );

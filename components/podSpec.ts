@@ -37,6 +37,19 @@ export function zoneSpread(selector: Record<string, string>) {
   ];
 }
 
+/**
+ * PodDisruptionBudget spec for a multi-replica workload: one pod may be evicted at a time. Pods that are
+ * not Ready are always evictable: a crash-looping pod serves nothing, and guarding it would block node
+ * drains and AKS upgrades indefinitely.
+ */
+export function disruptionBudget(selector: Record<string, string>) {
+  return {
+    maxUnavailable: 1,
+    unhealthyPodEvictionPolicy: "AlwaysAllow",
+    selector: { matchLabels: selector },
+  };
+}
+
 /** Pod-level security context satisfying Pod Security "restricted". */
 export function podSecurityContext(runAsUser: number, runAsGroup: number = runAsUser) {
   return {

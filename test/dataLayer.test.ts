@@ -86,6 +86,9 @@ function dataLayerProblems(all: Obj[]): string[] {
       problems.push(`${id(p)}: uses minAvailable; use maxUnavailable: 1`);
     if (p.spec.maxUnavailable !== 1)
       problems.push(`${id(p)}: maxUnavailable ${p.spec.maxUnavailable}, expected 1`);
+    if (p.spec.unhealthyPodEvictionPolicy !== "AlwaysAllow") {
+      problems.push(`${id(p)}: a pod that is not Ready would block node drains`);
+    }
     for (const t of targets) {
       const n = effectiveReplicas(objs, t);
       if (n < 2) problems.push(`${id(p)}: guards ${id(t)} with ${n} replica(s): it would block every drain`);
@@ -403,6 +406,11 @@ describe("data layer", () => {
             selector: named(o, "PodDisruptionBudget", "etcd").spec.selector,
           }),
         /uses minAvailable/,
+      ],
+      [
+        "PDB guarding unhealthy pods",
+        (o) => delete named(o, "PodDisruptionBudget", "minio").spec.unhealthyPodEvictionPolicy,
+        /PodDisruptionBudget minio: a pod that is not Ready would block node drains/,
       ],
       [
         "PDB on a singleton",
