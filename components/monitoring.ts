@@ -293,7 +293,19 @@ export class MonitoringComponent extends pulumi.ComponentResource {
 
     const ns = new k8s.core.v1.Namespace(
       `${name}-ns`,
-      { metadata: { name: namespace, labels: { "app.kubernetes.io/part-of": PART_OF } } },
+      {
+        metadata: {
+          name: namespace,
+          labels: {
+            "app.kubernetes.io/part-of": PART_OF,
+            // node-exporter needs the host's network, PID namespace and filesystem, which only the
+            // privileged Pod Security level allows; everything else here is warned about above baseline.
+            "pod-security.kubernetes.io/enforce": "privileged",
+            "pod-security.kubernetes.io/warn": "baseline",
+            "pod-security.kubernetes.io/audit": "baseline",
+          },
+        },
+      },
       { parent: this },
     );
 
