@@ -39,6 +39,7 @@ export function etcdDefaults(namespace: string, replicas: number, quotaBackendBy
     (m) => `${clusterDns(`${m}.${headless}`, namespace)}:${ETCD_CLIENT_PORT}`,
   );
   const dataDir = "/bitnami/etcd/data";
+  const memoryGi = Math.ceil(quotaBackendBytes / 1024 ** 3) + 2;
   return {
     name,
     headless,
@@ -71,7 +72,13 @@ export function etcdDefaults(namespace: string, replicas: number, quotaBackendBy
       "--election-timeout=2500",
       "--snapshot-count=50000",
     ],
-    resources: { requests: { cpu: "500m", memory: "2Gi" }, limits: { cpu: "2", memory: "4Gi" } },
+    // bbolt maps the whole backend into memory: a database at its quota must fit under the limit, with
+    // room for raft logs and watch buffers. Requests equal limits on memory so etcd is never the pod a
+    // node under memory pressure evicts first.
+    resources: {
+      requests: { cpu: "500m", memory: `${memoryGi}Gi` },
+      limits: { cpu: "2", memory: `${memoryGi}Gi` },
+    },
     // Defragmentation blocks the member it runs on; etcdctl visits the endpoints in order, one at a time.
     defrag: {
       schedule: "30 3 * * 0",

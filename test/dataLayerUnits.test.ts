@@ -128,6 +128,10 @@ describe("data layer defaults", () => {
     );
     assert.ok(d.args.includes("--quota-backend-bytes=4294967296"));
     assert.match(d.image, /^milvusdb\/etcd:3\.5\.\d+-r\d+$/);
+    // A full 4 GiB backend plus 2 GiB of headroom, guaranteed.
+    assert.deepEqual(d.resources.limits, { cpu: "2", memory: "6Gi" });
+    assert.equal(d.resources.requests.memory, "6Gi");
+    assert.equal(etcdDefaults("milvus", 3, 8 * 1024 ** 3).resources.limits.memory, "10Gi");
   });
 
   it("starts distributed MinIO over every pod's drive and single MinIO on one", () => {
