@@ -229,9 +229,9 @@ export function milvusDefaults(imageTag: string) {
     serviceName: "milvus",
     serviceAccountName: "milvus",
     configSecretName: "milvus-config",
-    // Milvus images since late 2025 run as the `milvus` user (uid 999, milvus-io/milvus commit 7cb7651);
-    // 2.6.1-era images ship root:root files with group rwx (0774). uid 999 with gid 0 (the root *group*,
-    // no root privileges) can run both layouts, the approach OpenShift takes (milvus-io/milvus#46897).
+    // Images built after milvus-io/milvus commit 7cb7651 (Nov 2025) run as the `milvus` user (uid 999);
+    // earlier 2.6 images ship root:root files with group rwx (0774). uid 999 with gid 0 (the root *group*,
+    // no root privileges) runs both layouts, the approach OpenShift takes (milvus-io/milvus#46897).
     runAsUser: 999,
     runAsGroup: 0,
     rootPasswordLength: 32,
