@@ -3,6 +3,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import * as yaml from "js-yaml";
 import { kubernetesObjects, redactSecrets, renderStack, ROOT } from "./offline-runtime";
+import { topology } from "./topology";
 
 /**
  * `npm run render -- <stack> [--file <stack file>]`: what `pulumi up` would declare for a stack, offline.
@@ -56,6 +57,9 @@ async function main(): Promise<void> {
   console.log(
     `${result.resources.length} resources, ${objects.length} Kubernetes objects -> ${path.relative(process.cwd(), outDir)}/`,
   );
+  console.log("workloads:");
+  for (const line of topology(result)) console.log(`  ${line}`);
+  console.log("resources by type:");
   for (const [type, n] of [...byType.entries()].sort()) console.log(`  ${String(n).padStart(3)}  ${type}`);
 }
 
