@@ -28,3 +28,8 @@ export const milvusRootPassword = outputs.milvusRootPassword;
 export const backupRegistryLoginServer = outputs.backupRegistryLoginServer;
 export const backupWorkerImage = outputs.backupWorkerImage;
 export const grafanaService = outputs.grafanaService;
+export const grafanaAdminPassword = outputs.grafanaAdminPassword;
+// The prod stack allows this subnet through its backup firewall (`dr.standbySubnetIds`).
+export const nodeSubnetId = outputs.nodeSubnetId;
+// On a dr stack: the primary's Milvus version, which this stack must match (dr:failover checks it).
+export const primaryMilvusImageTag = outputs.primaryMilvusImageTag;
