@@ -107,7 +107,8 @@ export async function backupCollection(
   const varcharPk = pk.dataType === "VarChar";
   const specs = columnSpecs(def.fields, def.enableDynamicField);
   const outputFields = specs.map((s) => s.name);
-  const pageRows = pageRowsFor(specs, def, opts.pageBytes ?? 8 * 1024 * 1024);
+  // A page never exceeds a chunk: chunks are cut between pages, so this bounds memory by the chunk size.
+  const pageRows = pageRowsFor(specs, def, Math.min(opts.pageBytes ?? 8 * 1024 * 1024, chunkBytes));
 
   const snapshot = await milvus.flush(collection);
   const time = new Date();

@@ -42,6 +42,9 @@ export class Milvus {
     } catch (e) {
       throw new WorkerError(`cannot connect to Milvus at ${s.address}: ${describeError(e)}`, 1);
     }
+    // The SDK starts connecting in its constructor; a refused connection must surface as our error
+    // below, not as an unhandled rejection that kills the process with a stack trace.
+    client.connectPromise.catch(() => undefined);
     const m = new Milvus(client, s.address);
     try {
       const res = await withDeadline(client.listCollections({ timeout: connectTimeoutMs }), connectTimeoutMs);

@@ -413,7 +413,10 @@ function indexRequest(collection: string, ix: IndexDef, indexType: string, param
     index_name: ix.indexName,
     index_type: indexType,
     ...(ix.metricType ? { metric_type: ix.metricType } : {}),
-    params,
+    // Numbers go back as numbers: Milvus Lite silently drops {"nlist":"32"} but keeps {"nlist":32}.
+    params: Object.fromEntries(
+      Object.entries(params).map(([k, v]) => [k, /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v]),
+    ),
   };
 }
 
