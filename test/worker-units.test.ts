@@ -1,0 +1,270 @@
+/** Pure parts of the backup worker: retention rules, cron, the chunk codec, logging and redaction. */
+import * as assert from "node:assert/strict";
+import type { BackupListing } from "../backup/catalog";
+import { parseArgs } from "../backup/cli";
+import { ColumnAccumulator, ColumnReader } from "../backup/columns";
+import { redact } from "../backup/errors";
+import { buildChunk, readChunk } from "../backup/format";
+import { Log } from "../backup/log";
+import { planRetention } from "../backup/prune";
+import { nextRun, parseCron, scheduleLoop } from "../backup/schedule";
+
+const day = 24 * 3600 * 1000;
+const now = new Date("2026-11-25T12:00:00Z");
+const listing = (collection: string, ageDays: number): BackupListing => ({
+  backupId: `${collection}-${ageDays}`,
+  collection,
+  time: new Date(now.getTime() - ageDays * day).toISOString(),
+  rows: 1,
+  bytes: 1,
+  chunks: 1,
+  formatVersion: 1,
+});
+
+describe("worker retention plan", function () {
+  it("never removes a collection's newest backup, however old", function () {
+    const plan = planRetention([listing("a", 400), listing("a", 500)], {
+      retentionDays: 30,
+      keepLast: 1,
+      now,
+    });
+    assert.deepEqual(
+      plan.keep.map((k) => [k.b.backupId, k.reason]),
+      [["a-400", "newest complete backup of its collection"]],
+    );
+    assert.deepEqual(
+      plan.remove.map((b) => b.backupId),
+      ["a-500"],
+    );
+  });
+
+  it("keeps the newest k per collection and everything inside the retention", function () {
+    const all = [1, 10, 31, 45, 60]
+      .map((d) => listing("a", d))
+      .concat([listing("b", 100), listing("b", 200)]);
+    const plan = planRetention(all, { retentionDays: 30, keepLast: 3, now });
+    assert.deepEqual(plan.remove.map((b) => b.backupId).sort(), ["a-45", "a-60"]);
+    assert.deepEqual(plan.keep.map((k) => k.b.backupId).sort(), ["a-1", "a-10", "a-31", "b-100", "b-200"]);
+    const none = planRetention(all, { retentionDays: 0, keepLast: 1, now });
+    assert.deepEqual(none.keep.map((k) => k.b.backupId).sort(), ["a-1", "b-100"]);
+  });
+});
+
+describe("worker cron schedule", function () {
+  it("computes the next run in UTC", function () {
+    const at = (expr: string, from: string) => nextRun(parseCron(expr), new Date(from)).toISOString();
+    assert.equal(at("0 2 * * *", "2026-11-25T01:59:30Z"), "2026-11-25T02:00:00.000Z");
+    assert.equal(at("0 2 * * *", "2026-11-25T02:00:00Z"), "2026-11-26T02:00:00.000Z");
+    assert.equal(at("*/15 * * * *", "2026-11-25T10:07:00Z"), "2026-11-25T10:15:00.000Z");
+    assert.equal(at("30 3 * * 0", "2026-11-25T00:00:00Z"), "2026-11-29T03:30:00.000Z");
+    assert.equal(at("0 0 1 1,7 *", "2026-11-25T00:00:00Z"), "2027-01-01T00:00:00.000Z");
+    // Day-of-month and day-of-week both restricted: either matches (cron semantics).
+    assert.equal(at("0 0 1 * 1", "2026-11-25T00:00:00Z"), "2026-11-30T00:00:00.000Z");
+  });
+
+  it("rejects malformed expressions with the reason", function () {
+    assert.throws(() => parseCron("0 2 * *"), /it has 4 fields/);
+    assert.throws(() => parseCron("0 25 * * *"), /hour "25" is outside 0-23/);
+    assert.throws(() => parseCron("x * * * *"), /minute "x" is not a number, range, list or step/);
+    assert.throws(() => nextRun(parseCron("0 0 31 2 *"), now), /never matches a date/);
+  });
+
+  it("finishes the running backup on SIGTERM and then stops", async function () {
+    const events: string[] = [];
+    let clock = new Date("2026-11-25T01:59:59.900Z").getTime();
+    const log = new Log({ write: (s) => (events.push(s), true) });
+    await scheduleLoop(
+      parseCron("* * * * *"),
+      {
+        now: () => new Date((clock += 60_000)),
+        run: async () => {
+          events.push("run-start");
+          process.emit("SIGUSR2", "SIGUSR2");
+          await new Promise((r) => setTimeout(r, 20));
+          events.push("run-end");
+        },
+      },
+      log,
+      ["SIGUSR2"],
+    );
+    const runs = events.filter((e) => e.startsWith("run-"));
+    assert.deepEqual(runs, ["run-start", "run-end"]);
+    assert.ok(
+      events.some((e) => e.includes('"event":"schedule.stopping"') && e.includes('"waitingForRun":true')),
+    );
+    assert.ok(events.at(-1)?.includes('"event":"schedule.stopped"'));
+    assert.equal(process.listenerCount("SIGUSR2"), 0, "signal handlers are removed");
+  });
+});
+
+describe("worker command line parsing", function () {
+  it("accepts repeated --collection, --flag=value and connection flags", function () {
+    const p = parseArgs([
+      "backup",
+      "--collection",
+      "a",
+      "--collection=b",
+      "--milvus-tls",
+      "--container",
+      "c",
+      "--json",
+    ]);
+    assert.equal(p.command, "backup");
+    assert.deepEqual(p.values.get("--collection"), ["a", "b"]);
+    assert.ok(p.flags.has("--milvus-tls") && p.flags.has("--json"));
+  });
+
+  it("rejects flags of other commands and repeated single-value flags", function () {
+    assert.throws(() => parseArgs(["list", "--drop-existing"]), /list: unknown flag "--drop-existing"/);
+    assert.throws(
+      () => parseArgs(["restore", "--backup", "a", "--backup", "b"]),
+      /--backup given more than once/,
+    );
+  });
+
+  it("takes the deployed container args as they are rendered", function () {
+    // components/backupWorker.ts renders these exact argument lists.
+    assert.deepEqual(
+      parseArgs(["prune", "--retention-days", "30", "--keep-last", "3"]).values.get("--keep-last"),
+      ["3"],
+    );
+    assert.deepEqual(parseArgs(["backup", "--collection", "documents"]).values.get("--collection"), [
+      "documents",
+    ]);
+  });
+});
+
+describe("worker chunk codec", function () {
+  it("keeps int64 beyond 2^53, float16 bytes, sparse rows and nulls exactly", async function () {
+    const big = ["9223372036854775807", "-9223372036854775808", "9007199254740993"];
+    const ints = new ColumnAccumulator({ name: "id", kind: "int64", dataType: "Int64", nullable: false });
+    ints.add({ type: 5, field_name: "id", scalars: { long_data: { data: big } } }, 3);
+    const half = new ColumnAccumulator({
+      name: "h",
+      kind: "bytesvec",
+      dataType: "Float16Vector",
+      dim: 2,
+      nullable: false,
+    });
+    const halfBytes = Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    half.add({ type: 102, field_name: "h", vectors: { dim: 2, float16_vector: halfBytes } }, 3);
+    const sparseRow = (i: number, v: number) => {
+      const b = Buffer.alloc(8);
+      b.writeUInt32LE(i, 0);
+      b.writeFloatLE(v, 4);
+      return b;
+    };
+    const sparse = new ColumnAccumulator({
+      name: "s",
+      kind: "sparse",
+      dataType: "SparseFloatVector",
+      nullable: false,
+    });
+    sparse.add(
+      {
+        type: 104,
+        field_name: "s",
+        vectors: {
+          sparse_float_vector: { contents: [sparseRow(7, 0.5), Buffer.alloc(0), sparseRow(99, 2)] },
+        },
+      },
+      3,
+    );
+    const text = new ColumnAccumulator({ name: "t", kind: "string", dataType: "VarChar", nullable: true });
+    text.add(
+      {
+        type: 21,
+        field_name: "t",
+        valid_data: [true, false, true],
+        scalars: { string_data: { data: ["a", "", "çé"] } },
+      },
+      3,
+    );
+
+    const file = await buildChunk(3, "p1", [ints.take(), half.take(), sparse.take(), text.take()]);
+    const { header, columns } = await readChunk(file, "chunk");
+    assert.equal(header.rows, 3);
+    assert.equal(header.partition, "p1");
+    const reader = (name: string) => {
+      const h = header.columns.find((c) => c.name === name);
+      assert.ok(h);
+      return new ColumnReader(h, columns.get(name) ?? Buffer.alloc(0), 3, "chunk");
+    };
+    assert.deepEqual(reader("id").fieldData(0, 3), {
+      type: 5,
+      field_name: "id",
+      is_dynamic: false,
+      scalars: { long_data: { data: big } },
+    });
+    assert.deepEqual(reader("h").fieldData(1, 3), {
+      type: 102,
+      field_name: "h",
+      is_dynamic: false,
+      vectors: { dim: 2, float16_vector: halfBytes.subarray(4) },
+    });
+    assert.deepEqual(reader("s").fieldData(0, 3), {
+      type: 104,
+      field_name: "s",
+      is_dynamic: false,
+      vectors: {
+        dim: 100,
+        sparse_float_vector: { dim: 100, contents: [sparseRow(7, 0.5), Buffer.alloc(0), sparseRow(99, 2)] },
+      },
+    });
+    // Nullable values are stored compactly and sliced by validity.
+    assert.deepEqual(reader("t").fieldData(1, 3), {
+      type: 21,
+      field_name: "t",
+      is_dynamic: false,
+      valid_data: [false, true],
+      scalars: { string_data: { data: ["çé"] } },
+    });
+  });
+
+  it("detects a column whose length does not match its row count", async function () {
+    const ints = new ColumnAccumulator({ name: "id", kind: "int64", dataType: "Int64", nullable: false });
+    assert.throws(() => {
+      ints.add({ type: 5, field_name: "id", scalars: { long_data: { data: ["1"] } } }, 2);
+    }, /field id: the server returned 1 values for 2 rows/);
+    const file = await buildChunk(1, "", [
+      {
+        header: { name: "x", kind: "int64", dataType: "Int64", count: 1, hasValid: false },
+        raw: Buffer.alloc(4),
+      },
+    ]);
+    const { header, columns } = await readChunk(file, "chunk");
+    assert.throws(
+      () => new ColumnReader(header.columns[0], columns.get("x")!, 1, "c"),
+      /column x has 4 bytes, expected 8/,
+    );
+  });
+});
+
+describe("worker logging", function () {
+  it("writes one JSON line per step off a terminal and a progress bar on one", function () {
+    const lines: string[] = [];
+    const plain = new Log({ write: (s) => (lines.push(s), true) });
+    plain.info("backup.start", { collection: "docs", rows: 3 });
+    plain.progress("backup docs", 3, 3);
+    assert.equal(lines.length, 2);
+    const first = JSON.parse(lines[0]) as Record<string, unknown>;
+    assert.deepEqual(
+      { ...first, time: "t" },
+      { time: "t", level: "info", event: "backup.start", collection: "docs", rows: 3 },
+    );
+    const tty: string[] = [];
+    const bar = new Log({ isTTY: true, columns: 100, write: (s) => (tty.push(s), true) });
+    bar.progress("backup docs", 5, 10);
+    bar.progress("backup docs", 10, 10);
+    assert.match(tty.join(""), /backup docs \[#{40}\] 100\.0% 10\/10\n$/);
+  });
+
+  it("redacts account keys, SAS signatures and passwords", function () {
+    assert.equal(
+      redact(
+        "AccountKey=abc/def==;BlobEndpoint=x https://a/b?sv=1&sig=SECRET token=root:pw mongodb://u:pass@h",
+      ),
+      "AccountKey=***;BlobEndpoint=x https://a/b?sv=1&sig=*** token=*** mongodb://u:***@h",
+    );
+  });
+});
