@@ -125,6 +125,7 @@ export const WORKLOAD_KINDS = [
   "Job",
   "CronJob",
   "Pod",
+  "PodTemplate",
 ];
 
 /** The pod template of a workload (the spec itself for a Pod), or undefined for other kinds. */
@@ -135,6 +136,11 @@ export function podTemplate(kind: string, props: Props): { labels: Props; spec: 
       return { labels: record(record(props.metadata).labels), spec };
     case "CronJob": {
       const tpl = record(record(record(spec.jobTemplate).spec).template);
+      return { labels: record(record(tpl.metadata).labels), spec: record(tpl.spec) };
+    }
+    // A core/v1 PodTemplate keeps its template at the top level, not under spec.
+    case "PodTemplate": {
+      const tpl = record(props.template);
       return { labels: record(record(tpl.metadata).labels), spec: record(tpl.spec) };
     }
     case "Deployment":

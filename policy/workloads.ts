@@ -38,7 +38,8 @@ export function containerHygiene(type: string, props: Props): string[] {
   const subject = k8sSubject(type, props);
   const batch =
     BATCH_KINDS.includes(kind) ||
-    (kind === "Pod" && (pod.spec.restartPolicy === "Never" || pod.spec.restartPolicy === "OnFailure"));
+    ((kind === "Pod" || kind === "PodTemplate") &&
+      (pod.spec.restartPolicy === "Never" || pod.spec.restartPolicy === "OnFailure"));
   const problems: string[] = [];
   const containers = containersOf(pod.spec);
   if (containers.length === 0) problems.push(`${subject}: pod template has no containers.`);

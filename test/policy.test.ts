@@ -300,6 +300,41 @@ describe("policy: container-hygiene", () => {
     ]);
   });
 
+  it("checks bare Pods and PodTemplates too", () => {
+    const template = (container: Props) => ({
+      kind: "PodTemplate",
+      metadata: { name: "restore", namespace: "milvus" },
+      template: { spec: { restartPolicy: "Never", containers: [container] } },
+    });
+    assert.deepEqual(
+      containerHygiene(
+        "kubernetes:core/v1:PodTemplate",
+        template(goodContainer("restore", { livenessProbe: undefined, readinessProbe: undefined })),
+      ),
+      [],
+    );
+    assert.deepEqual(
+      containerHygiene(
+        "kubernetes:core/v1:PodTemplate",
+        template(goodContainer("restore", { image: "milvus-backup" })),
+      ),
+      [
+        'PodTemplate milvus/restore container "restore": image "milvus-backup" has no tag; pin a version tag or a digest.',
+      ],
+    );
+    assert.deepEqual(
+      containerHygiene("kubernetes:core/v1:Pod", {
+        kind: "Pod",
+        metadata: { name: "debug", namespace: "milvus" },
+        spec: { containers: [goodContainer("debug", { resources: {} })] },
+      }),
+      [
+        'Pod milvus/debug container "debug": resources.requests missing cpu and memory.',
+        'Pod milvus/debug container "debug": resources.limits missing cpu and memory.',
+      ],
+    );
+  });
+
   it("parses image references: registry ports, digests, tags", () => {
     assert.equal(imagePinProblem("host:5000/milvus:v2.6.24"), undefined);
     assert.equal(imagePinProblem(`milvusdb/milvus@sha256:${"a".repeat(64)}`), undefined);
