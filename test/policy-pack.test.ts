@@ -105,7 +105,10 @@ describe("policy pack loaded like the Pulumi CLI loads it", function () {
 
   before(async () => {
     // Started together: each one type-checks the pack with ts-node, which dominates the test's time.
-    [prod, dev] = await Promise.all([startPack("prod"), startPack("dev")]);
+    const started = await Promise.allSettled([startPack("prod"), startPack("dev")]);
+    [prod, dev] = started.map((r) => (r.status === "fulfilled" ? r.value : undefined));
+    // If one failed to start, the other is still stopped by after().
+    for (const r of started) if (r.status === "rejected") throw r.reason;
   });
   after(() => {
     stopPack(prod);
