@@ -42,6 +42,11 @@ describe("policy pack against the offline render of every stack", () => {
       const result = renders.get(stack)!;
       const environment = result.config.environment;
       const found = evaluate(asStack(result), environment).map((v) => `${v.policy}: ${v.message}`);
+      // What the real pack sees (secrets already unwrapped) must not differ on a compliant render.
+      const asInRealRun = evaluate(asStack(result), environment, { secretsObservable: false }).map(
+        (v) => `${v.policy}: ${v.message}`,
+      );
+      assert.deepEqual(asInRealRun, found);
       if (PROD_LIKE_ENVIRONMENTS.includes(environment)) {
         assert.equal(enforcementFor(environment), "mandatory");
         assert.deepEqual(found, []);
