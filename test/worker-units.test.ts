@@ -1,5 +1,7 @@
 /** Pure parts of the backup worker: retention rules, cron, the chunk codec, logging and redaction. */
 import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import type { BackupListing } from "../backup/catalog";
 import { parseArgs } from "../backup/cli";
 import { ColumnAccumulator, ColumnReader } from "../backup/columns";
@@ -266,5 +268,44 @@ describe("worker logging", function () {
       ),
       "AccountKey=***;BlobEndpoint=x https://a/b?sv=1&sig=*** token=*** mongodb://u:***@h",
     );
+  });
+});
+
+describe("worker container build", function () {
+  const read = (p: string) => fs.readFileSync(path.join(__dirname, "..", p), "utf8");
+
+  it("pins the worker's runtime dependencies to exactly the versions the tests ran with", function () {
+    const root = JSON.parse(read("package.json")) as { dependencies: Record<string, string> };
+    const worker = JSON.parse(read("backup/package.json")) as { dependencies: Record<string, string> };
+    assert.deepEqual(Object.keys(worker.dependencies).sort(), [
+      "@azure/identity",
+      "@azure/storage-blob",
+      "@zilliz/milvus2-sdk-node",
+    ]);
+    for (const [name, version] of Object.entries(worker.dependencies))
+      assert.equal(version, root.dependencies[name], name);
+    type Lock = { packages: Partial<Record<string, { version?: string }>> };
+    const rootLock = JSON.parse(read("package-lock.json")) as Lock;
+    const workerLock = JSON.parse(read("backup/package-lock.json")) as Lock;
+    const drift = Object.entries(workerLock.packages)
+      .filter(([p, v]) => p !== "" && rootLock.packages[p]?.version !== v?.version)
+      .map(([p]) => p);
+    assert.deepEqual(drift, [], "regenerate backup/package-lock.json from the root lockfile");
+  });
+
+  it("builds a non-root image whose entrypoint is the worker command line", function () {
+    const docker = read("backup/Dockerfile");
+    const from = [...docker.matchAll(/^ARG NODE_IMAGE=(\S+)$/gm)].map((m) => m[1]);
+    assert.deepEqual(from, ["node:20.20.2-bookworm-slim"]);
+    assert.doesNotMatch(docker, /:latest\b/);
+    assert.match(docker, /^USER 10001:10001$/m);
+    assert.match(docker, /^ENTRYPOINT \["node", "\/app\/dist\/cli\.js"\]$/m);
+    assert.match(docker, /npm ci --omit=dev/);
+    // Every worker module is compiled into the image.
+    const sources = fs.readdirSync(path.join(__dirname, "..", "backup")).filter((f) => f.endsWith(".ts"));
+    assert.ok(sources.includes("cli.ts") && sources.length >= 10);
+    assert.deepEqual((JSON.parse(read("backup/tsconfig.build.json")) as { include: string[] }).include, [
+      "*.ts",
+    ]);
   });
 });
