@@ -138,9 +138,14 @@ export async function runDrill(o: DrillOptions): Promise<DrillReport> {
     o.log(`drill: seeded ${o.rows} rows x ${o.dim}-d in ${phases.seedSeconds} s`);
 
     // Writes keep coming until the primary dies; the first failed write marks the crash.
-    const state = { writing: true };
+    const state = { writing: true, paused: false, inFlight: false };
     const writer = (async () => {
       while (state.writing) {
+        if (state.paused) {
+          await new Promise((r) => setTimeout(r, 10));
+          continue;
+        }
+        state.inFlight = true;
         try {
           const res = await client.insert({
             collection_name: COLLECTION,
@@ -151,11 +156,19 @@ export async function runDrill(o: DrillOptions): Promise<DrillReport> {
           acks.push({ lastId: next - 1, at: Date.now() });
         } catch {
           break;
+        } finally {
+          state.inFlight = false;
         }
         await new Promise((r) => setTimeout(r, o.writeIntervalMs));
       }
     })();
 
+    // Milvus Lite cannot pin reads to the flush timestamp, so the worker (rightly) refuses a backup
+    // whose row count moved while it read. A real Milvus reads at the flush timestamp and writes go on;
+    // here writes pause for the backup's duration and resume the moment it has its snapshot on disk.
+    await new Promise((r) => setTimeout(r, 500));
+    state.paused = true;
+    while (state.inFlight) await new Promise((r) => setTimeout(r, 5));
     const backupStart = Date.now();
     const backup = (await worker(["backup", "--collection", COLLECTION], {
       ...storageEnv,
@@ -164,6 +177,7 @@ export async function runDrill(o: DrillOptions): Promise<DrillReport> {
     const taken = backup.backups.at(0);
     if (!taken) throw new Error("the backup printed no backup");
     phases.backupSeconds = seconds(Date.now() - backupStart);
+    state.paused = false;
     o.log(
       `drill: backup ${taken.backupId} holds ${String(taken.rows)} rows (${phases.backupSeconds} s); writes continue`,
     );
@@ -201,6 +215,16 @@ export async function runDrill(o: DrillOptions): Promise<DrillReport> {
     });
     check(counted.status, "count restored rows");
     const restoredRows = Number(counted.data[0]?.["count(*)"]);
+    // RPO below assumes the backup holds exactly the first `rows` sequential writes: check it.
+    const beyond = await drClient.query({
+      collection_name: COLLECTION,
+      output_fields: ["count(*)"],
+      filter: `id >= ${counted.data[0]?.["count(*)"] ?? 0}`,
+    });
+    check(beyond.status, "count rows beyond the snapshot");
+    if (Number(beyond.data[0]?.["count(*)"]) !== 0) {
+      throw new Error("the restored collection is not a prefix of the acknowledged writes");
+    }
     await drClient.closeConnection();
     const rtoSeconds = seconds(Date.now() - failoverStart);
 
