@@ -30,7 +30,11 @@ export interface BackupOptions {
   chunkBytes?: number;
   /** Chunks being compressed/uploaded while reading continues. @default 2 */
   uploadsInFlight?: number;
-  /** Target size of one query page (the server's gRPC limit is far above). @default 8 MiB */
+  /**
+   * Target size of one query page. @default 1 MiB: Milvus Lite's cost per page grows faster than the
+   * page (128-d rows, measured: 2,000 rows 0.43 s, 8,000 rows 3.4 s) and it refuses pages near 8 MB;
+   * on Milvus a 1 MiB page already amortises the per-request overhead.
+   */
   pageBytes?: number;
 }
 
@@ -46,6 +50,7 @@ export interface BackupSummary {
 }
 
 export const DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_PAGE_BYTES = 1024 * 1024;
 /** Milvus rejects query pages with limit (plus offset) above 16,384. */
 const MAX_PAGE_ROWS = 16_384;
 export const ARRAY_PAGE_ROWS = 1_000;
@@ -108,7 +113,7 @@ export async function backupCollection(
   const specs = columnSpecs(def.fields, def.enableDynamicField);
   const outputFields = specs.map((s) => s.name);
   // A page never exceeds a chunk: chunks are cut between pages, so this bounds memory by the chunk size.
-  const pageRows = pageRowsFor(specs, def, Math.min(opts.pageBytes ?? 8 * 1024 * 1024, chunkBytes));
+  const pageRows = pageRowsFor(specs, def, Math.min(opts.pageBytes ?? DEFAULT_PAGE_BYTES, chunkBytes));
 
   const snapshot = await milvus.flush(collection);
   const time = new Date();

@@ -277,15 +277,27 @@ export class Milvus {
     return res;
   }
 
-  async insert(name: string, partition: string | undefined, fieldsData: object[], numRows: number) {
-    const res = await this.raw<{ status: MilvusStatus; insert_cnt: string | number }>("Insert", {
+  /** Inserts rows; `upsert` makes a retry idempotent (same primary keys replace, never duplicate). */
+  async insert(
+    name: string,
+    partition: string | undefined,
+    fieldsData: object[],
+    numRows: number,
+    upsert = false,
+  ) {
+    const res = await this.raw<{
+      status: MilvusStatus;
+      insert_cnt: string | number;
+      upsert_cnt?: string | number;
+    }>(upsert ? "Upsert" : "Insert", {
       collection_name: name,
       partition_name: partition ?? "",
       fields_data: fieldsData,
       num_rows: numRows,
     });
-    checkStatus(res.status, `inserting into ${name}`);
-    if (Number(res.insert_cnt) !== numRows) {
+    checkStatus(res.status, `${upsert ? "upserting" : "inserting"} into ${name}`);
+    const acknowledged = upsert ? Number(res.upsert_cnt ?? res.insert_cnt) : Number(res.insert_cnt);
+    if (acknowledged !== numRows) {
       throw new WorkerError(
         `inserting into ${name}: the server acknowledged ${res.insert_cnt} of ${numRows} rows`,
       );

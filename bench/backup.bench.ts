@@ -1,0 +1,222 @@
+/**
+ * Backup/restore benchmark against real Milvus Lite and Azurite (`npm run bench [-- --rows 100000,400000]`).
+ *
+ * For each N: N rows of (int64 key, 128-d float vector, ~64-character text) are inserted with the SDK's
+ * insert (the raw insert baseline), read back page by page with nothing else done (the raw read
+ * baseline: the same key-cursor query the worker uses, results discarded), then backed up and restored
+ * by the worker in a separate process whose peak RSS is recorded. Rates are printed as ratios to their
+ * baselines, backup size against the raw vector bytes.
+ */
+import { spawn, type ChildProcessByStdio } from "node:child_process";
+import type { Readable } from "node:stream";
+import * as path from "node:path";
+import { DataType, MilvusClient } from "@zilliz/milvus2-sdk-node";
+import { columnSpecs } from "../backup/columns";
+import { Milvus } from "../backup/milvus";
+import { pageRowsFor } from "../backup/backup";
+import { startAzurite, startMilvusLite } from "../tools/local-servers";
+
+const DIM = 128;
+const INSERT_BATCH = 10_000;
+
+interface WorkerRun {
+  seconds: number;
+  maxRssBytes: number;
+  stdout: string;
+}
+
+function runWorker(args: string[], env: NodeJS.ProcessEnv): Promise<WorkerRun> {
+  const started = process.hrtime.bigint();
+  const child = spawn(
+    process.execPath,
+    ["-r", "ts-node/register/transpile-only", path.join(__dirname, "worker-process.ts"), ...args],
+    { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe", "pipe"] },
+  ) as ChildProcessByStdio<null, Readable, Readable>;
+  let stdout = "";
+  let stderr = "";
+  let report = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  (child.stdio[3] as NodeJS.ReadableStream).on("data", (d: Buffer) => (report += d.toString()));
+  return new Promise((resolve, reject) => {
+    child.once("exit", (code) => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      if (code !== 0) {
+        reject(
+          new Error(
+            `worker ${args[0] ?? ""} exited ${code ?? "?"}: ${stderr.trim().split("\n").at(-1) ?? ""}`,
+          ),
+        );
+        return;
+      }
+      const r = JSON.parse(report) as { maxRssBytes: number };
+      resolve({ seconds, maxRssBytes: r.maxRssBytes, stdout });
+    });
+  });
+}
+
+/** Deterministic rows, generated batch by batch so the benchmark's own memory stays flat. */
+function batch(start: number, n: number) {
+  let s = (start + 1) * 2654435761;
+  const rnd = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+  const words = [
+    "vector",
+    "backup",
+    "restore",
+    "milvus",
+    "azure",
+    "blob",
+    "chunk",
+    "shard",
+    "index",
+    "query",
+  ];
+  return Array.from({ length: n }, (_, i) => ({
+    id: String(1_000_000_000_000n + BigInt(start + i)),
+    text: Array.from({ length: 8 }, () => words[Math.floor(rnd() * words.length)] ?? "").join(" "),
+    vec: Array.from({ length: DIM }, rnd),
+  }));
+}
+
+interface Status {
+  code?: number;
+  reason?: string;
+}
+
+async function check(p: Promise<Status | { status: Status }>, what: string) {
+  const r = await p;
+  const status = "status" in r ? r.status : r;
+  if (status.code !== 0) throw new Error(`${what}: ${status.reason ?? ""}`);
+}
+
+async function measure(rows: number) {
+  const [milvusServer, azurite] = await Promise.all([startMilvusLite(), startAzurite()]);
+  const client = new MilvusClient({ address: milvusServer.address, logLevel: "error", timeout: 600_000 });
+  const env = {
+    MILVUS_ADDRESS: milvusServer.address,
+    BACKUP_CONTAINER: "bench",
+    AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString,
+  };
+  try {
+    const name = "bench";
+    await check(
+      client.createCollection({
+        collection_name: name,
+        fields: [
+          { name: "id", data_type: DataType.Int64, is_primary_key: true },
+          { name: "text", data_type: DataType.VarChar, max_length: 256 },
+          { name: "vec", data_type: DataType.FloatVector, dim: DIM },
+        ],
+      }),
+      "create",
+    );
+    // Raw insert: only the SDK insert calls are timed (row generation is not).
+    let insertSeconds = 0;
+    for (let start = 0; start < rows; start += INSERT_BATCH) {
+      const data = batch(start, Math.min(INSERT_BATCH, rows - start));
+      const t = process.hrtime.bigint();
+      await check(client.insert({ collection_name: name, data }), "insert");
+      insertSeconds += Number(process.hrtime.bigint() - t) / 1e9;
+    }
+    await check(client.flush({ collection_names: [name] }), "flush");
+    await check(
+      client.createIndex({ collection_name: name, field_name: "vec", index_type: "FLAT", metric_type: "L2" }),
+      "index",
+    );
+    await check(client.loadCollectionSync({ collection_name: name }), "load");
+
+    // Raw read: the worker's own paging (same page size), results discarded.
+    const m = await Milvus.connect({ address: milvusServer.address, tls: false });
+    const def = await m.describe(name);
+    const specs = columnSpecs(def.fields, def.enableDynamicField);
+    const pageRows = pageRowsFor(specs, def, 8 * 1024 * 1024);
+    const fields = specs.map((x) => x.name);
+    let read = 0;
+    let cursor: string | null = null;
+    const t0 = process.hrtime.bigint();
+    for (;;) {
+      const res = await m.queryPage(def, undefined, cursor, pageRows, fields, null);
+      const ids = (res.fields_data.find((f) => f.field_name === "id")?.scalars?.long_data?.data ??
+        []) as string[];
+      if (ids.length === 0) break;
+      read += ids.length;
+      cursor = ids[ids.length - 1] ?? null;
+      if (ids.length < pageRows) break;
+    }
+    const readSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    await m.close();
+    if (read !== rows) throw new Error(`raw read returned ${read} rows, expected ${rows}`);
+
+    const backup = await runWorker(["backup", "--collection", name, "--json"], env);
+    const b = (
+      JSON.parse(backup.stdout) as { backups: { backupId: string; bytes: number; rows: number }[] }
+    ).backups.at(0);
+    if (!b || b.rows !== rows) throw new Error("backup did not report all rows");
+    const restore = await runWorker(
+      ["restore", "--backup", b.backupId, "--target", "bench_restored", "--json"],
+      env,
+    );
+    const restored = JSON.parse(restore.stdout) as { rows: number };
+    if (restored.rows !== rows) throw new Error("restore did not report all rows");
+    return {
+      rows,
+      rawInsertRate: rows / insertSeconds,
+      rawReadRate: rows / readSeconds,
+      backupRate: rows / backup.seconds,
+      restoreRate: rows / restore.seconds,
+      backupBytes: b.bytes,
+      rawVectorBytes: rows * DIM * 4,
+      backupRss: backup.maxRssBytes,
+      restoreRss: restore.maxRssBytes,
+    };
+  } finally {
+    await client.closeConnection().catch(() => undefined);
+    await Promise.all([milvusServer.stop(), azurite.stop()]);
+  }
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+const mib = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MiB`;
+
+async function run() {
+  const arg = process.argv.indexOf("--rows");
+  const sizes = (arg > 0 ? (process.argv[arg + 1] ?? "") : "100000,400000").split(",").map(Number);
+  if (sizes.some((n) => !Number.isInteger(n) || n < 1000)) {
+    throw new Error("--rows takes a comma-separated list of row counts >= 1000, e.g. --rows 100000,400000");
+  }
+  const results = [];
+  for (const n of sizes) {
+    process.stderr.write(`measuring ${fmt(n)} rows...\n`);
+    const r = await measure(n);
+    results.push(r);
+    process.stdout.write(
+      [
+        `rows ${fmt(r.rows)}`,
+        `  raw insert  ${fmt(r.rawInsertRate)} rows/s`,
+        `  raw read    ${fmt(r.rawReadRate)} rows/s`,
+        `  backup      ${fmt(r.backupRate)} rows/s = ${(r.backupRate / r.rawReadRate).toFixed(2)}x raw read (target >= 0.8x)`,
+        `  restore     ${fmt(r.restoreRate)} rows/s = ${(r.restoreRate / r.rawInsertRate).toFixed(2)}x raw insert (target >= 0.8x)`,
+        `  size        ${fmt(r.backupBytes)} bytes = ${(r.backupBytes / r.rawVectorBytes).toFixed(3)}x raw vector bytes (target <= 1.1x)`,
+        `  peak RSS    backup ${mib(r.backupRss)}, restore ${mib(r.restoreRss)}`,
+        "",
+      ].join("\n"),
+    );
+  }
+  const small = results.at(0);
+  const large = results.at(-1);
+  if (small && large && large !== small) {
+    const ratio = (a: number, b: number) => (a / b).toFixed(2);
+    process.stdout.write(
+      `peak RSS ${fmt(large.rows)} vs ${fmt(small.rows)} rows: backup ${ratio(large.backupRss, small.backupRss)}x, ` +
+        `restore ${ratio(large.restoreRss, small.restoreRss)}x (target <= 1.2x)\n`,
+    );
+  }
+}
+
+run().catch((e: unknown) => {
+  process.stderr.write(`bench failed: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});
