@@ -46,7 +46,7 @@ export const COLLECTION_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
  * while the next batch is encoded.
  */
 const MAX_BATCH_ROWS = 10_000;
-const DEFAULT_INSERT_BYTES = 2 * 1024 * 1024;
+export const DEFAULT_INSERT_BYTES = 2 * 1024 * 1024;
 const INSERTS_IN_FLIGHT = 2;
 
 export async function restoreBackup(

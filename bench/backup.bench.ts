@@ -13,11 +13,14 @@ import * as path from "node:path";
 import { DataType, MilvusClient } from "@zilliz/milvus2-sdk-node";
 import { columnSpecs } from "../backup/columns";
 import { Milvus } from "../backup/milvus";
-import { pageRowsFor } from "../backup/backup";
+import { DEFAULT_PAGE_BYTES, pageRowsFor } from "../backup/backup";
+import { DEFAULT_INSERT_BYTES } from "../backup/restore";
 import { startAzurite, startMilvusLite } from "../tools/local-servers";
 
 const DIM = 128;
-const INSERT_BATCH = 10_000;
+const TEXT_BYTES = 64;
+/** The raw insert baseline uses the worker's request size: Milvus Lite's insert cost is superlinear in it. */
+const INSERT_BATCH = Math.floor(DEFAULT_INSERT_BYTES / (DIM * 4 + 8 + TEXT_BYTES));
 
 interface WorkerRun {
   seconds: number;
@@ -132,7 +135,7 @@ async function measure(rows: number) {
     const m = await Milvus.connect({ address: milvusServer.address, tls: false });
     const def = await m.describe(name);
     const specs = columnSpecs(def.fields, def.enableDynamicField);
-    const pageRows = pageRowsFor(specs, def, 8 * 1024 * 1024);
+    const pageRows = pageRowsFor(specs, def, DEFAULT_PAGE_BYTES);
     const fields = specs.map((x) => x.name);
     let read = 0;
     let cursor: string | null = null;

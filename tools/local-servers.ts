@@ -48,24 +48,35 @@ export interface StartOptions {
   logToParent?: boolean;
 }
 
-const running = new Set<ChildProcess>();
+const running = new Map<ChildProcess, string>();
 let exitHookInstalled = false;
 
-// A crashed or interrupted test run must not leave servers behind holding ports and CPU.
+function killAllNow(): void {
+  for (const [child, dataDir] of running) {
+    if (child.pid !== undefined && child.exitCode === null) {
+      try {
+        process.kill(child.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+  running.clear();
+}
+
+// A crashed or interrupted run (test, benchmark, demo) must not leave servers behind holding ports,
+// CPU and disk: kill them and remove their data on exit and on SIGINT/SIGTERM, then die of the signal.
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.on("exit", () => {
-    for (const child of running) {
-      if (child.pid !== undefined && child.exitCode === null) {
-        try {
-          process.kill(child.pid, "SIGKILL");
-        } catch {
-          // already gone
-        }
-      }
-    }
-  });
+  process.on("exit", killAllNow);
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => {
+      killAllNow();
+      process.kill(process.pid, sig);
+    });
+  }
 }
 
 /** A TCP port that is free on 127.0.0.1 at the time of the call. */
@@ -157,7 +168,7 @@ function startProcess(
   const child = spawn(command, args, { env, stdio: ["ignore", out, out] });
   if (typeof out === "number") fs.closeSync(out);
   installExitHook();
-  running.add(child);
+  running.set(child, dataDir);
   child.once("exit", () => running.delete(child));
   return { child, log };
 }
