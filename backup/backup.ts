@@ -157,7 +157,7 @@ export async function backupCollection(
     const file = chunkPath(backupId, index + 1);
     const entry: ChunkEntry = { file, partition: partition ?? "", rows, bytes: 0, sha256: "" };
     chunks.push(entry);
-    for (const c of columns) rawBytes += c.raw.length;
+    for (const c of columns) for (const p of c.parts) rawBytes += p.length;
     while (pending.size >= inFlight) await Promise.race(pending);
     if (failure) throw failure;
     const task = (async () => {

@@ -279,12 +279,26 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         try {
           await store.ensureContainer();
           const results: BackupSummary[] = [];
-          for (const c of names)
-            results.push(await backupCollection(milvus, store, c, log, { chunkBytes: chunk }));
-          emit({ backups: results });
+          const failed: { collection: string; error: string }[] = [];
+          // One collection failing does not cost the others their backup; the exit code still says so.
+          for (const c of names) {
+            try {
+              results.push(await backupCollection(milvus, store, c, log, { chunkBytes: chunk }));
+            } catch (e) {
+              if (names.length === 1 || !(e instanceof WorkerError)) throw e;
+              failed.push({ collection: c, error: describeError(e) });
+            }
+          }
           if (!json)
             for (const r of results)
               io.stdout.write(`${r.backupId}\t${r.collection}\t${r.rows} rows\t${r.bytes} bytes\n`);
+          if (failed.length > 0) {
+            emit({ backups: results, failed });
+            log.close();
+            for (const f of failed) io.stderr.write(`error: ${f.error}\n`);
+            return 1;
+          }
+          emit({ backups: results });
         } finally {
           await milvus.close();
         }

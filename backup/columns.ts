@@ -208,8 +208,7 @@ export class ColumnAccumulator {
   /** Returns the accumulated column and resets the accumulator. */
   take(): EncodedColumn {
     const s = this.spec;
-    const body = Buffer.concat(this.parts);
-    const raw = s.nullable ? Buffer.concat([Buffer.from(this.valid), body]) : body;
+    const parts = s.nullable ? [Buffer.from(this.valid), ...this.parts] : this.parts;
     const col: EncodedColumn = {
       header: {
         name: s.name,
@@ -221,7 +220,7 @@ export class ColumnAccumulator {
         count: this.count,
         hasValid: s.nullable,
       },
-      raw,
+      parts,
     };
     this.parts = [];
     this.valid = [];

@@ -154,7 +154,8 @@ export interface ChunkHeader {
 
 export interface EncodedColumn {
   header: Omit<ColumnHeader, "offset" | "length" | "rawLength" | "compression">;
-  raw: Buffer;
+  /** The column's bytes in pieces (one per page): joined only once, into the chunk file. */
+  parts: Buffer[];
 }
 
 export const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
@@ -170,26 +171,25 @@ function compressible(kind: ColumnKind): boolean {
 
 /** Assembles one chunk file from encoded columns (compression runs on the libuv thread pool). */
 export async function buildChunk(rows: number, partition: string, columns: EncodedColumn[]): Promise<Buffer> {
-  const stored: { header: ColumnHeader; body: Buffer }[] = [];
+  const stored: { header: ColumnHeader; body: Buffer[] }[] = [];
   for (const c of columns) {
-    let body = c.raw;
+    const rawLength = c.parts.reduce((n, b) => n + b.length, 0);
+    let body = c.parts;
     let compression: "none" | "gzip" = "none";
-    if (compressible(c.header.kind) && c.raw.length >= 1024) {
-      const z = await gzip(c.raw, { level: 1 });
-      if (z.length < c.raw.length * 0.9) {
-        body = z;
+    if (compressible(c.header.kind) && rawLength >= 1024) {
+      const z = await gzip(Buffer.concat(c.parts), { level: 1 });
+      if (z.length < rawLength * 0.9) {
+        body = [z];
         compression = "gzip";
       }
     }
-    stored.push({
-      header: { ...c.header, offset: 0, length: body.length, rawLength: c.raw.length, compression },
-      body,
-    });
+    const length = body.reduce((n, b) => n + b.length, 0);
+    stored.push({ header: { ...c.header, offset: 0, length, rawLength, compression }, body });
   }
   let offset = 0;
   for (const s of stored) {
     s.header.offset = offset;
-    offset += s.body.length;
+    offset += s.header.length;
   }
   const header: ChunkHeader = { rows, partition, columns: stored.map((s) => s.header) };
   const headerBuf = Buffer.from(JSON.stringify(header), "utf8");
@@ -197,7 +197,7 @@ export async function buildChunk(rows: number, partition: string, columns: Encod
   MAGIC.copy(pre, 0);
   pre.writeUInt32LE(FORMAT_VERSION, 8);
   pre.writeUInt32LE(headerBuf.length, 12);
-  return Buffer.concat([pre, headerBuf, ...stored.map((s) => s.body)]);
+  return Buffer.concat([pre, headerBuf, ...stored.flatMap((s) => s.body)]);
 }
 
 /** Reads a chunk's header without decompressing anything. */

@@ -182,7 +182,8 @@ async function checkAllChunks(store: BlobStore, m: Manifest, log: Log): Promise<
       log.progress(`check ${m.backupId}`, ++done, m.chunks.length);
     }
   };
-  await Promise.all([worker(), worker(), worker(), worker()]);
+  // Two downloads at a time keep the network busy while memory stays at two chunks.
+  await Promise.all([worker(), worker()]);
   if (total !== m.rows) problems.push(`chunks hold ${total} rows, manifest promises ${m.rows}`);
   if (problems.length > 0) {
     problems.sort();

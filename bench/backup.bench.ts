@@ -18,6 +18,7 @@ import { DEFAULT_INSERT_BYTES } from "../backup/restore";
 import { startAzurite, startMilvusLite } from "../tools/local-servers";
 
 const DIM = 128;
+const WORKER_NODE_OPTIONS = "--max-old-space-size=512";
 const TEXT_BYTES = 64;
 /** The raw insert baseline uses the worker's request size: Milvus Lite's insert cost is superlinear in it. */
 const INSERT_BATCH = Math.floor(DEFAULT_INSERT_BYTES / (DIM * 4 + 8 + TEXT_BYTES));
@@ -33,7 +34,11 @@ function runWorker(args: string[], env: NodeJS.ProcessEnv): Promise<WorkerRun> {
   const child = spawn(
     process.execPath,
     ["-r", "ts-node/register/transpile-only", path.join(__dirname, "worker-process.ts"), ...args],
-    { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe", "pipe"] },
+    // The heap cap of the container image (backup/Dockerfile), so RSS is measured as deployed.
+    {
+      env: { ...process.env, ...env, NODE_OPTIONS: WORKER_NODE_OPTIONS },
+      stdio: ["ignore", "pipe", "pipe", "pipe"],
+    },
   ) as ChildProcessByStdio<null, Readable, Readable>;
   let stdout = "";
   let stderr = "";

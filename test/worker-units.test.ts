@@ -231,7 +231,7 @@ describe("worker chunk codec", function () {
     const file = await buildChunk(1, "", [
       {
         header: { name: "x", kind: "int64", dataType: "Int64", count: 1, hasValid: false },
-        raw: Buffer.alloc(4),
+        parts: [Buffer.alloc(4)],
       },
     ]);
     const { header, columns } = await readChunk(file, "chunk");
@@ -301,6 +301,10 @@ describe("worker container build", function () {
     assert.match(docker, /^USER 10001:10001$/m);
     assert.match(docker, /^ENTRYPOINT \["node", "\/app\/dist\/cli\.js"\]$/m);
     assert.match(docker, /npm ci --omit=dev/);
+    // The benchmark measures memory with the image's heap cap.
+    const cap = /NODE_OPTIONS=(--max-old-space-size=\d+)/.exec(docker)?.[1];
+    assert.equal(cap, "--max-old-space-size=512");
+    assert.ok(read("bench/backup.bench.ts").includes(`const WORKER_NODE_OPTIONS = "${cap}";`));
     // Every worker module is compiled into the image.
     const sources = fs.readdirSync(path.join(__dirname, "..", "backup")).filter((f) => f.endsWith(".ts"));
     assert.ok(sources.includes("cli.ts") && sources.length >= 10);

@@ -337,6 +337,26 @@ describe("backup worker against Milvus Lite and Azurite", function () {
       assert.equal((await s.client.count({ collection_name: "small_hnsw" })).data, 3000);
     });
 
+    it("backs up the other collections when one fails, and exits 1 naming it", async function () {
+      const r = await runCli(["backup", "--collection", "small", "--collection", "nope", "--json"], s.env);
+      assert.equal(r.code, 1);
+      const doc = r.json as BackupJson & { failed: { collection: string; error: string }[] };
+      assert.deepEqual(
+        doc.backups.map((b) => [b.collection, b.rows]),
+        [["small", 3000]],
+      );
+      assert.deepEqual(doc.failed, [
+        {
+          collection: "nope",
+          error: `collection nope does not exist on ${s.milvus.address}; check --collection`,
+        },
+      ]);
+      assert.equal(
+        r.stderr.trim().split("\n").at(-1),
+        `error: collection nope does not exist on ${s.milvus.address}; check --collection`,
+      );
+    });
+
     it("never lists a backup killed halfway, and the next backup succeeds", async function () {
       const cli = path.join(__dirname, "..", "backup", "cli.ts");
       const child = spawn(
