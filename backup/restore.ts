@@ -235,7 +235,8 @@ async function createCollection(
         is_clustering_key: f.isClusteringKey,
         is_function_output: f.isFunctionOutput,
         nullable: f.nullable,
-        ...f.typeParams,
+        // Passed whole: the SDK forwards type_params as given (analyzer settings, mmap, ...).
+        type_params: { ...f.typeParams },
       };
       if (f.elementType) field.element_type = f.elementType as FieldType["data_type"];
       if (f.defaultValue !== null && f.defaultValue !== undefined && f.defaultValue !== "") {

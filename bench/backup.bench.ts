@@ -160,21 +160,27 @@ async function measure(rows: number) {
 
     const backup = await runWorker(["backup", "--collection", name, "--json"], env);
     const b = (
-      JSON.parse(backup.stdout) as { backups: { backupId: string; bytes: number; rows: number }[] }
+      JSON.parse(backup.stdout) as {
+        backups: { backupId: string; bytes: number; rows: number; seconds: number }[];
+      }
     ).backups.at(0);
     if (!b || b.rows !== rows) throw new Error("backup did not report all rows");
     const restore = await runWorker(
       ["restore", "--backup", b.backupId, "--target", "bench_restored", "--json"],
       env,
     );
-    const restored = JSON.parse(restore.stdout) as { rows: number };
+    const restored = JSON.parse(restore.stdout) as { rows: number; seconds: number };
     if (restored.rows !== rows) throw new Error("restore did not report all rows");
     return {
       rows,
       rawInsertRate: rows / insertSeconds,
       rawReadRate: rows / readSeconds,
-      backupRate: rows / backup.seconds,
-      restoreRate: rows / restore.seconds,
+      // The worker's own timing: from describing the collection to the manifest (backup) / to the verified count
+      // (restore, including the checksum pass, index build and load). Process start-up is shown apart.
+      backupRate: rows / b.seconds,
+      restoreRate: rows / restored.seconds,
+      backupWall: backup.seconds,
+      restoreWall: restore.seconds,
       backupBytes: b.bytes,
       rawVectorBytes: rows * DIM * 4,
       backupRss: backup.maxRssBytes,
@@ -205,8 +211,10 @@ async function run() {
         `rows ${fmt(r.rows)}`,
         `  raw insert  ${fmt(r.rawInsertRate)} rows/s`,
         `  raw read    ${fmt(r.rawReadRate)} rows/s`,
-        `  backup      ${fmt(r.backupRate)} rows/s = ${(r.backupRate / r.rawReadRate).toFixed(2)}x raw read (target >= 0.8x)`,
-        `  restore     ${fmt(r.restoreRate)} rows/s = ${(r.restoreRate / r.rawInsertRate).toFixed(2)}x raw insert (target >= 0.8x)`,
+        `  backup      ${fmt(r.backupRate)} rows/s = ${(r.backupRate / r.rawReadRate).toFixed(2)}x raw read (target >= 0.8x); ` +
+          `process wall time ${r.backupWall.toFixed(1)} s`,
+        `  restore     ${fmt(r.restoreRate)} rows/s = ${(r.restoreRate / r.rawInsertRate).toFixed(2)}x raw insert (target >= 0.8x); ` +
+          `process wall time ${r.restoreWall.toFixed(1)} s`,
         `  size        ${fmt(r.backupBytes)} bytes = ${(r.backupBytes / r.rawVectorBytes).toFixed(3)}x raw vector bytes (target <= 1.1x)`,
         `  peak RSS    backup ${mib(r.backupRss)}, restore ${mib(r.restoreRss)}`,
         "",
