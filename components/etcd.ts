@@ -11,7 +11,13 @@ import {
   PORT_NAMES,
   selectorLabels,
 } from "./naming";
-import { disruptionBudget, podSecurityContext, restrictedContainerSecurity, zoneSpread } from "./podSpec";
+import {
+  dataVolumeClaim,
+  disruptionBudget,
+  podSecurityContext,
+  restrictedContainerSecurity,
+  zoneSpread,
+} from "./podSpec";
 
 export interface EtcdArgs {
   /** Namespace to run in. @default none */
@@ -182,16 +188,7 @@ export class EtcdComponent extends pulumi.ComponentResource {
               ],
             },
           },
-          volumeClaimTemplates: [
-            {
-              metadata: { name: "data", labels },
-              spec: {
-                accessModes: ["ReadWriteOnce"],
-                storageClassName: args.storageClassName,
-                resources: { requests: { storage: `${args.diskSizeGi}Gi` } },
-              },
-            },
-          ],
+          volumeClaimTemplates: [dataVolumeClaim(labels, args.storageClassName, args.diskSizeGi)],
         },
       },
       { parent: this },

@@ -16,7 +16,13 @@ import {
   PORT_NAMES,
   selectorLabels,
 } from "./naming";
-import { disruptionBudget, podSecurityContext, restrictedContainerSecurity, zoneSpread } from "./podSpec";
+import {
+  dataVolumeClaim,
+  disruptionBudget,
+  podSecurityContext,
+  restrictedContainerSecurity,
+  zoneSpread,
+} from "./podSpec";
 
 /** Object store as the component receives it: secrets stay Pulumi outputs until rendered. */
 export type MilvusObjectStoreArgs =
@@ -502,16 +508,11 @@ export class MilvusComponent extends pulumi.ComponentResource {
             template: podTemplate,
             volumeClaimTemplates: pvc
               ? [
-                  {
-                    metadata: { name: "data", labels },
-                    spec: {
-                      accessModes: ["ReadWriteOnce"],
-                      storageClassName: pvc.retain
-                        ? args.retainStorageClassName
-                        : args.scratchStorageClassName,
-                      resources: { requests: { storage: `${pvc.sizeGi}Gi` } },
-                    },
-                  },
+                  dataVolumeClaim(
+                    labels,
+                    pvc.retain ? args.retainStorageClassName : args.scratchStorageClassName,
+                    pvc.sizeGi,
+                  ),
                 ]
               : undefined,
           },

@@ -10,7 +10,13 @@ import {
   PORT_NAMES,
   selectorLabels,
 } from "./naming";
-import { disruptionBudget, podSecurityContext, restrictedContainerSecurity, zoneSpread } from "./podSpec";
+import {
+  dataVolumeClaim,
+  disruptionBudget,
+  podSecurityContext,
+  restrictedContainerSecurity,
+  zoneSpread,
+} from "./podSpec";
 
 export interface MinioArgs {
   /** Namespace to run in. @default none */
@@ -197,16 +203,7 @@ export class MinioComponent extends pulumi.ComponentResource {
               volumes: [{ name: "tmp", emptyDir: { sizeLimit: "256Mi" } }],
             },
           },
-          volumeClaimTemplates: [
-            {
-              metadata: { name: "data", labels },
-              spec: {
-                accessModes: ["ReadWriteOnce"],
-                storageClassName: args.storageClassName,
-                resources: { requests: { storage: `${args.diskSizeGi}Gi` } },
-              },
-            },
-          ],
+          volumeClaimTemplates: [dataVolumeClaim(labels, args.storageClassName, args.diskSizeGi)],
         },
       },
       { parent: this },

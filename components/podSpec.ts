@@ -1,3 +1,4 @@
+import type * as pulumi from "@pulumi/pulumi";
 /**
  * Pod-spec fragments shared by the data-layer components, so every workload gets the same zone spreading
  * and the same Pod Security "restricted" settings.
@@ -47,6 +48,22 @@ export function disruptionBudget(selector: Record<string, string>) {
     maxUnavailable: 1,
     unhealthyPodEvictionPolicy: "AlwaysAllow",
     selector: { matchLabels: selector },
+  };
+}
+
+/** The single `data` volume claim of a StatefulSet's pods (Premium SSD, one per pod). */
+export function dataVolumeClaim(
+  labels: Record<string, string>,
+  storageClassName: pulumi.Input<string>,
+  sizeGi: number,
+) {
+  return {
+    metadata: { name: "data", labels },
+    spec: {
+      accessModes: ["ReadWriteOnce"],
+      storageClassName,
+      resources: { requests: { storage: `${sizeGi}Gi` } },
+    },
   };
 }
 
