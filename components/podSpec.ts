@@ -1,8 +1,8 @@
-import type * as pulumi from "@pulumi/pulumi";
 /**
  * Pod-spec fragments shared by the data-layer components, so every workload gets the same zone spreading
  * and the same Pod Security "restricted" settings.
  */
+import type * as pulumi from "@pulumi/pulumi";
 
 export const ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone";
 export const HOST_TOPOLOGY_KEY = "kubernetes.io/hostname";

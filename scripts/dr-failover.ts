@@ -131,6 +131,17 @@ export interface StackOutputs {
   milvusAddress?: string;
 }
 
+const configSet = (stack: string, key: string, value: string) => [
+  "pulumi",
+  "config",
+  "set",
+  "--stack",
+  stack,
+  "--path",
+  `milvus-aks:${key}`,
+  value,
+];
+
 /** The ordered commands of a failover, from the two stacks' outputs and the chosen backups. */
 export function failoverPlan(req: FailoverRequest, dr: StackOutputs, chosen: ListedBackup[]): Step[] {
   const source = [
@@ -146,30 +157,12 @@ export function failoverPlan(req: FailoverRequest, dr: StackOutputs, chosen: Lis
     })),
     {
       title: `scale the ${req.to} stack's data pools to ${req.dataMinCount} nodes per zone`,
-      command: () => [
-        "pulumi",
-        "config",
-        "set",
-        "--stack",
-        req.to,
-        "--path",
-        "milvus-aks:nodePools.data.minCount",
-        String(req.dataMinCount),
-      ],
+      command: () => configSet(req.to, "nodePools.data.minCount", String(req.dataMinCount)),
     },
     {
       // A cold standby deploys its cluster only once activated; for a warm one this changes nothing.
       title: `activate the ${req.to} stack`,
-      command: () => [
-        "pulumi",
-        "config",
-        "set",
-        "--stack",
-        req.to,
-        "--path",
-        "milvus-aks:dr.activated",
-        "true",
-      ],
+      command: () => configSet(req.to, "dr.activated", "true"),
     },
     {
       title: `bring up the ${req.to} stack`,

@@ -42,14 +42,19 @@ const drOutputs: StackOutputs = {
   milvusAddress: "10.20.0.50:19530",
 };
 
-function fakeRunner(failOn?: string) {
+/** Answers like the Pulumi CLI and the worker would; `coldUntilUp` hides the cluster until `pulumi up`. */
+function fakeRunner(failOn?: string, coldUntilUp = false) {
   const calls: string[] = [];
+  let up = false;
   const runner = (command: string[]) => {
     const line = command.join(" ");
     calls.push(line);
     if (failOn && line.includes(failOn)) return { status: 1, stdout: "", stderr: "boom" };
-    if (line.startsWith("pulumi stack output"))
-      return { status: 0, stdout: JSON.stringify(drOutputs), stderr: "" };
+    if (line.startsWith("pulumi up")) up = true;
+    if (line.startsWith("pulumi stack output")) {
+      const { clusterName: _none, milvusAddress: _neither, ...cold } = drOutputs;
+      return { status: 0, stdout: JSON.stringify(coldUntilUp && !up ? cold : drOutputs), stderr: "" };
+    }
     if (line.includes(" list --json"))
       return { status: 0, stdout: JSON.stringify({ backups: listed }), stderr: "" };
     return { status: 0, stdout: "", stderr: "" };
@@ -162,20 +167,7 @@ describe("dr:failover", () => {
   });
 
   it("reads the dr stack's outputs again after pulumi up, so a cold standby's new cluster is used", () => {
-    const calls: string[] = [];
-    let up = false;
-    const runner = (command: string[]) => {
-      const line = command.join(" ");
-      calls.push(line);
-      if (line.startsWith("pulumi up")) up = true;
-      if (line.startsWith("pulumi stack output")) {
-        const { clusterName: _none, milvusAddress: _neither, ...cold } = drOutputs;
-        return { status: 0, stdout: JSON.stringify(up ? drOutputs : cold), stderr: "" };
-      }
-      if (line.includes(" list --json"))
-        return { status: 0, stdout: JSON.stringify({ backups: listed }), stderr: "" };
-      return { status: 0, stdout: "", stderr: "" };
-    };
+    const { calls, runner } = fakeRunner(undefined, true);
     const log: string[] = [];
     const req = parseFailoverArgs([
       "--from",
