@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as storage from "@pulumi/azure-native/storage";
+import { hardenedAccountArgs } from "./storageAccount";
 
 export interface BackupStorageArgs {
   /** Resource group of the account. */
@@ -31,7 +32,6 @@ export function backupStorageDefaults(retentionDays: number) {
   return {
     containerName: "milvus-backups",
     sku: "Standard_RAGZRS",
-    minimumTlsVersion: "TLS1_2",
     // Soft delete outlives one full retention period plus a week, so a bad prune or a mistaken
     // delete is recoverable for at least as long as the backups it removed were meant to live.
     softDeleteDays: Math.min(365, retentionDays + 7),
@@ -64,32 +64,14 @@ export class BackupStorageComponent extends pulumi.ComponentResource {
 
     const account = new storage.StorageAccount(
       `${name}-account`,
-      {
+      hardenedAccountArgs({
         resourceGroupName: args.resourceGroupName,
         location: args.location,
         accountName: args.accountName,
-        kind: "StorageV2",
-        sku: { name: d.sku },
-        accessTier: "Hot",
-        minimumTlsVersion: d.minimumTlsVersion,
-        enableHttpsTrafficOnly: true,
-        allowBlobPublicAccess: false,
-        allowSharedKeyAccess: false,
-        defaultToOAuthAuthentication: true,
-        allowCrossTenantReplication: false,
-        // Service endpoints need public network access "Enabled"; the firewall denies everything else.
-        publicNetworkAccess: "Enabled",
-        networkRuleSet: {
-          defaultAction: "Deny",
-          bypass: "AzureServices",
-          virtualNetworkRules: [args.allowedSubnetId, ...(args.standbySubnetIds ?? [])].map((id) => ({
-            virtualNetworkResourceId: id,
-            action: "Allow",
-          })),
-          ipRules: [],
-        },
+        sku: d.sku,
+        allowedSubnetIds: [args.allowedSubnetId, ...(args.standbySubnetIds ?? [])],
         tags: args.tags,
-      },
+      }),
       // Deleting the account deletes every backup: make that a deliberate two-step change.
       { parent: this, protect: true },
     );

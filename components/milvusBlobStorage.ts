@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as authorization from "@pulumi/azure-native/authorization";
 import * as managedidentity from "@pulumi/azure-native/managedidentity";
 import * as storage from "@pulumi/azure-native/storage";
+import { hardenedAccountArgs } from "./storageAccount";
 import { BUILTIN_ROLES, roleDefinitionId } from "./roles";
 
 export interface MilvusBlobStorageArgs {
@@ -32,7 +33,6 @@ export function milvusBlobStorageDefaults(production: boolean) {
     // Milvus's segments and the Woodpecker WAL must survive a zone loss like the pods do. Backups, not
     // geo-replication, cover a region loss (the backup account is RA-GZRS).
     sku: production ? "Standard_ZRS" : "Standard_LRS",
-    minimumTlsVersion: "TLS1_2",
     federationAudience: "api://AzureADTokenExchange",
   };
 }
@@ -55,29 +55,15 @@ export class MilvusBlobStorageComponent extends pulumi.ComponentResource {
 
     const account = new storage.StorageAccount(
       `${name}-account`,
-      {
+      // Milvus authenticates with workload identity (`minio.useIAM`); keys would only be a leak risk.
+      hardenedAccountArgs({
         resourceGroupName: args.resourceGroupName,
         location: args.location,
         accountName: args.accountName,
-        kind: "StorageV2",
-        sku: { name: d.sku },
-        accessTier: "Hot",
-        minimumTlsVersion: d.minimumTlsVersion,
-        enableHttpsTrafficOnly: true,
-        allowBlobPublicAccess: false,
-        // Milvus authenticates with workload identity (`minio.useIAM`); keys would only be a leak risk.
-        allowSharedKeyAccess: false,
-        defaultToOAuthAuthentication: true,
-        allowCrossTenantReplication: false,
-        publicNetworkAccess: "Enabled",
-        networkRuleSet: {
-          defaultAction: "Deny",
-          bypass: "AzureServices",
-          virtualNetworkRules: [{ virtualNetworkResourceId: args.allowedSubnetId, action: "Allow" }],
-          ipRules: [],
-        },
+        sku: d.sku,
+        allowedSubnetIds: [args.allowedSubnetId],
         tags: args.tags,
-      },
+      }),
       // This account holds every vector Milvus stores: deleting it must be a deliberate change.
       { parent: this, protect: true },
     );

@@ -262,7 +262,6 @@ describe("Azure layer", () => {
       assert.deepEqual(backupStorageDefaults(30), {
         containerName: "milvus-backups",
         sku: "Standard_RAGZRS",
-        minimumTlsVersion: "TLS1_2",
         softDeleteDays: 37,
         lifecycleDeleteAfterDays: 60,
         versionDeleteAfterDays: 30,
