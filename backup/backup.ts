@@ -26,7 +26,11 @@ import { Milvus, primaryField, type QueryResponse, type RawFieldData } from "./m
 import { TOOL } from "./version";
 
 export interface BackupOptions {
-  /** Target raw size of one chunk file. @default 32 MiB */
+  /**
+   * Target raw size of one chunk file. @default 16 MiB: the last chunk is uploaded after reading ends,
+   * so smaller chunks shorten that tail (measured: 32 MiB gave 0.75x the raw read rate at 100,000
+   * 128-d rows, 16 MiB 1.01x); memory is bounded by about three chunks.
+   */
   chunkBytes?: number;
   /** Chunks being compressed/uploaded while reading continues. @default 2 */
   uploadsInFlight?: number;
@@ -49,7 +53,7 @@ export interface BackupSummary {
   seconds: number;
 }
 
-export const DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_PAGE_BYTES = 1024 * 1024;
 /** Milvus rejects query pages with limit (plus offset) above 16,384. */
 const MAX_PAGE_ROWS = 16_384;
