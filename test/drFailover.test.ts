@@ -62,6 +62,14 @@ function fakeRunner(failOn?: string, coldUntilUp = false) {
   return { calls, runner };
 }
 
+/** Runs a failover from a command line against a stand-in CLI; returns the exit code and the log. */
+function runFailover(argv: string[], runner: ReturnType<typeof fakeRunner>["runner"]) {
+  const lines: string[] = [];
+  const code = failover(parseFailoverArgs(argv) as FailoverRequest, runner, NOW, (l) => lines.push(l));
+  return { code, log: lines.join("\n") };
+}
+const DOCUMENTS = ["--from", "prod", "--to", "dr", "--collection", "documents"];
+
 describe("dr:failover", () => {
   it("parses its flags, dry-run by default, and reports every problem at once", () => {
     assert.deepEqual(parseFailoverArgs(["--from", "prod", "--to", "dr", "--collection", "documents"]), {
@@ -103,24 +111,12 @@ describe("dr:failover", () => {
 
   it("runs nothing but reads in a dry run, and prints the plan and the client changes", () => {
     const { calls, runner } = fakeRunner();
-    const log: string[] = [];
-    const req = parseFailoverArgs([
-      "--from",
-      "prod",
-      "--to",
-      "dr",
-      "--collection",
-      "documents",
-    ]) as FailoverRequest;
-    assert.equal(
-      failover(req, runner, NOW, (l) => log.push(l)),
-      0,
-    );
+    const { code, log: text } = runFailover(DOCUMENTS, runner);
+    assert.equal(code, 0);
     assert.deepEqual(calls, [
       "pulumi stack output --json --stack dr",
       "npm run -s worker -- list --json --storage-account-url https://milvusbkprod-secondary.blob.core.windows.net/ --container milvus-backups",
     ]);
-    const text = log.join("\n");
     assert.match(text, /dry run \(add --execute to run\): 7 steps/);
     assert.match(
       text,
@@ -132,62 +128,34 @@ describe("dr:failover", () => {
 
   it("executes the steps in order and stops at the first failure", () => {
     const { calls, runner } = fakeRunner("pulumi up");
-    const log: string[] = [];
-    const req = parseFailoverArgs(["--from", "prod", "--to", "dr", "--execute"]) as FailoverRequest;
-    assert.equal(
-      failover(req, runner, NOW, (l) => log.push(l)),
-      1,
-    );
+    const all = runFailover(["--from", "prod", "--to", "dr", "--execute"], runner);
+    assert.equal(all.code, 1);
     // Without --collection every collection on the secondary is failed over; images is too old.
-    assert.match(log.join("\n"), /refusing to fail over:\n {2}- collection images: newest backup/);
+    assert.match(all.log, /refusing to fail over:\n {2}- collection images: newest backup/);
 
     const again = fakeRunner("pulumi up");
-    const req2 = parseFailoverArgs([
-      "--from",
-      "prod",
-      "--to",
-      "dr",
-      "--collection",
-      "documents",
-      "--execute",
-    ]) as FailoverRequest;
-    const log2: string[] = [];
-    assert.equal(
-      failover(req2, again.runner, NOW, (l) => log2.push(l)),
-      1,
-    );
+    const documents = runFailover([...DOCUMENTS, "--execute"], again.runner);
+    assert.equal(documents.code, 1);
     assert.deepEqual(again.calls.slice(2), [
       "npm run -s worker -- verify --backup documents-20261125T020000Z-a1 --storage-account-url https://milvusbkprod-secondary.blob.core.windows.net/ --container milvus-backups",
       "pulumi config set --stack dr --path milvus-aks:nodePools.data.minCount 2",
       "pulumi config set --stack dr --path milvus-aks:dr.activated true",
       "pulumi up --stack dr --yes --skip-preview",
     ]);
-    assert.match(log2.join("\n"), /step 4 failed \(bring up the dr stack\): boom/);
+    assert.match(documents.log, /step 4 failed \(bring up the dr stack\): boom/);
     assert.equal(calls.length, 2);
   });
 
   it("reads the dr stack's outputs again after pulumi up, so a cold standby's new cluster is used", () => {
     const { calls, runner } = fakeRunner(undefined, true);
-    const log: string[] = [];
-    const req = parseFailoverArgs([
-      "--from",
-      "prod",
-      "--to",
-      "dr",
-      "--collection",
-      "documents",
-      "--execute",
-    ]) as FailoverRequest;
-    assert.equal(
-      failover(req, runner, NOW, (l) => log.push(l)),
-      0,
-    );
+    const { code, log } = runFailover([...DOCUMENTS, "--execute"], runner);
+    assert.equal(code, 0);
     assert.deepEqual(calls.slice(6), [
       "pulumi stack output --json --stack dr",
       "az aks get-credentials -g milvus-dr-rg -n milvus-dr-aks --overwrite-existing",
       "kubelogin convert-kubeconfig -l azurecli",
       "npm run -s restore-job -- --stack dr --backup documents-20261125T020000Z-a1 --storage-account-url https://milvusbkprod-secondary.blob.core.windows.net/ --container milvus-backups",
     ]);
-    assert.match(log.join("\n"), /point clients at 10\.20\.0\.50:19530/);
+    assert.match(log, /point clients at 10\.20\.0\.50:19530/);
   });
 });
