@@ -13,7 +13,7 @@ import {
 } from "./naming";
 import {
   dataVolumeClaim,
-  disruptionBudget,
+  newDisruptionBudget,
   podSecurityContext,
   restrictedContainerSecurity,
   zoneSpread,
@@ -195,14 +195,7 @@ export class EtcdComponent extends pulumi.ComponentResource {
     );
 
     if (args.replicas > 1) {
-      new k8s.policy.v1.PodDisruptionBudget(
-        `${name}-pdb`,
-        {
-          metadata: { name: d.name, namespace: args.namespace, labels },
-          spec: disruptionBudget(selector),
-        },
-        { parent: this },
-      );
+      newDisruptionBudget(`${name}-pdb`, { name: d.name, namespace: args.namespace, labels }, selector, this);
     }
 
     const defragLabels = appLabels(APP.etcd, "defrag");

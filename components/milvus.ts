@@ -18,7 +18,7 @@ import {
 } from "./naming";
 import {
   dataVolumeClaim,
-  disruptionBudget,
+  newDisruptionBudget,
   podSecurityContext,
   restrictedContainerSecurity,
   zoneSpread,
@@ -522,14 +522,7 @@ export class MilvusComponent extends pulumi.ComponentResource {
     }
 
     if (w.pdb) {
-      new k8s.policy.v1.PodDisruptionBudget(
-        `${resourceName}-pdb`,
-        {
-          metadata: { name: objectName, namespace: ns, labels },
-          spec: disruptionBudget(selector),
-        },
-        { parent: this },
-      );
+      newDisruptionBudget(`${resourceName}-pdb`, { name: objectName, namespace: ns, labels }, selector, this);
     }
 
     if (w.hpa) {

@@ -12,7 +12,7 @@ import {
 } from "./naming";
 import {
   dataVolumeClaim,
-  disruptionBudget,
+  newDisruptionBudget,
   podSecurityContext,
   restrictedContainerSecurity,
   zoneSpread,
@@ -211,14 +211,7 @@ export class MinioComponent extends pulumi.ComponentResource {
 
     if (args.replicas > 1) {
       // Erasure coding over 4 drives keeps writing with 3: exactly one pod may be drained at a time.
-      new k8s.policy.v1.PodDisruptionBudget(
-        `${name}-pdb`,
-        {
-          metadata: { name: d.name, namespace: args.namespace, labels },
-          spec: disruptionBudget(selector),
-        },
-        { parent: this },
-      );
+      newDisruptionBudget(`${name}-pdb`, { name: d.name, namespace: args.namespace, labels }, selector, this);
     }
 
     const jobLabels = appLabels(APP.minio, "create-bucket");

@@ -2,6 +2,7 @@
  * Pod-spec fragments shared by the data-layer components, so every workload gets the same zone spreading
  * and the same Pod Security "restricted" settings.
  */
+import * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
 
 export const ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone";
@@ -49,6 +50,20 @@ export function disruptionBudget(selector: Record<string, string>) {
     unhealthyPodEvictionPolicy: "AlwaysAllow",
     selector: { matchLabels: selector },
   };
+}
+
+/** Declares the {@link disruptionBudget} of a multi-replica workload as a child of its component. */
+export function newDisruptionBudget(
+  resourceName: string,
+  metadata: { name: string; namespace: pulumi.Input<string>; labels: Record<string, string> },
+  selector: Record<string, string>,
+  parent: pulumi.Resource,
+): k8s.policy.v1.PodDisruptionBudget {
+  return new k8s.policy.v1.PodDisruptionBudget(
+    resourceName,
+    { metadata, spec: disruptionBudget(selector) },
+    { parent },
+  );
 }
 
 /** The single `data` volume claim of a StatefulSet's pods (Premium SSD, one per pod). */
