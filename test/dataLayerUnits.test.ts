@@ -1,7 +1,7 @@
 import * as assert from "node:assert/strict";
-import * as pulumi from "@pulumi/pulumi";
 import * as yaml from "js-yaml";
 import { defaultsFor, MilvusConfig, parseStackConfig } from "../components/config";
+import { configErrors } from "./support/config";
 import { etcdDefaults } from "../components/etcd";
 import { milvusBlobStorageDefaults } from "../components/milvusBlobStorage";
 import { milvusDefaults, milvusProbes, milvusTopology } from "../components/milvus";
@@ -216,15 +216,7 @@ describe("data layer configuration keys", () => {
     adminGroupObjectIds: ["6f1c2a5e-8d3b-4b7e-9a41-2c5d8e7f9b10"],
     dr: { pairedLocation: "northeurope" },
   };
-  const reasons = (raw: Record<string, unknown>): string[] => {
-    try {
-      parseStackConfig("t", raw);
-    } catch (err) {
-      assert.ok(pulumi.InputPropertiesError.isInstance(err));
-      return err.errors.map((e) => e.reason);
-    }
-    return [];
-  };
+  const reasons = (raw: Record<string, unknown>) => configErrors(raw).map((e) => e.reason);
 
   it("defaults the MinIO images to frozen, pinned releases", () => {
     const cfg = parseStackConfig("t", base);

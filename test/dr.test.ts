@@ -1,6 +1,6 @@
 import * as assert from "node:assert/strict";
-import * as pulumi from "@pulumi/pulumi";
 import { parseStackConfig } from "../components/config";
+import { configErrors } from "./support/config";
 import { renderStack, RenderResult } from "../tools/offline-runtime";
 
 const validDr = () => ({
@@ -10,15 +10,9 @@ const validDr = () => ({
   dr: { pairedLocation: "westeurope", primaryStack: "acme/milvus-aks/prod" },
 });
 
-function reasons(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(pulumi.InputPropertiesError.isInstance(err));
-    return err.errors.map((e) => `${e.propertyPath}: ${e.reason}`);
-  }
-  assert.fail("expected the config to be rejected");
-}
+/** `key: reason` of every problem in a dr stack's config ([] when accepted, which the assertions reject). */
+const reasons = (raw: Record<string, unknown>) =>
+  configErrors(raw, "dr").map((e) => `${e.propertyPath}: ${e.reason}`);
 
 const DR_SUBNET =
   "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/milvus-dr-rg/providers/Microsoft.Network/virtualNetworks/milvus-dr-vnet/subnets/nodes";
@@ -27,25 +21,20 @@ describe("disaster-recovery stacks", () => {
   describe("configuration", () => {
     it("requires a fully qualified primary stack on a dr stack", () => {
       const { dr, ...rest } = validDr();
-      assert.deepEqual(
-        reasons(() => parseStackConfig("dr", { ...rest, dr: { pairedLocation: dr.pairedLocation } })),
-        [
-          "dr.primaryStack: dr.primaryStack = (missing) is invalid: expected the fully qualified primary stack, organization/project/stack, e.g. acme/milvus-aks/prod. Set it with `pulumi config set --path milvus-aks:dr.primaryStack acme/milvus-aks/prod` or in Pulumi.<stack>.yaml.",
-        ],
-      );
+      assert.deepEqual(reasons({ ...rest, dr: { pairedLocation: dr.pairedLocation } }), [
+        "dr.primaryStack: dr.primaryStack = (missing) is invalid: expected the fully qualified primary stack, organization/project/stack, e.g. acme/milvus-aks/prod. Set it with `pulumi config set --path milvus-aks:dr.primaryStack acme/milvus-aks/prod` or in Pulumi.<stack>.yaml.",
+      ]);
       assert.match(
-        reasons(() => parseStackConfig("dr", { ...validDr(), dr: { ...dr, primaryStack: "prod" } }))[0] ?? "",
+        reasons({ ...validDr(), dr: { ...dr, primaryStack: "prod" } })[0] ?? "",
         /^dr\.primaryStack: dr\.primaryStack = "prod" is invalid/,
       );
     });
 
     it("reports a bad standby mode and malformed standby subnets together", () => {
-      const problems = reasons(() =>
-        parseStackConfig("dr", {
-          ...validDr(),
-          dr: { ...validDr().dr, standby: "hot", standbySubnetIds: ["nodes"] },
-        }),
-      );
+      const problems = reasons({
+        ...validDr(),
+        dr: { ...validDr().dr, standby: "hot", standbySubnetIds: ["nodes"] },
+      });
       assert.equal(problems.length, 2);
       assert.match(
         problems[0] ?? "",
@@ -122,12 +111,9 @@ describe("disaster-recovery stacks", () => {
     });
     assert.ok(types(activated).has("azure-native:containerservice:ManagedCluster"));
     assert.ok(types(activated).has("kubernetes:batch/v1:CronJob"));
-    assert.deepEqual(
-      reasons(() => parseStackConfig("dr", { ...validDr(), dr: { ...validDr().dr, activated: "yes" } })),
-      [
-        'dr.activated: dr.activated = "yes" is invalid: expected true or false. Set it with `pulumi config set --path milvus-aks:dr.activated false` or in Pulumi.<stack>.yaml.',
-      ],
-    );
+    assert.deepEqual(reasons({ ...validDr(), dr: { ...validDr().dr, activated: "yes" } }), [
+      'dr.activated: dr.activated = "yes" is invalid: expected true or false. Set it with `pulumi config set --path milvus-aks:dr.activated false` or in Pulumi.<stack>.yaml.',
+    ]);
   });
 
   it("a primary lets the dr stack's node subnet through its backup-account firewall", async () => {

@@ -1,6 +1,7 @@
 import * as assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
 import { defaultsFor, parseStackConfig } from "../components/config";
+import { configErrors } from "./support/config";
 import type { Dashboard } from "../components/dashboards";
 import {
   GRAFANA_DASHBOARD_LABEL,
@@ -342,15 +343,7 @@ describe("monitoring: stack configuration", () => {
     adminGroupObjectIds: ["6f1c2a5e-8d3b-4b7e-9a41-2c5d8e7f9b10"],
     dr: { pairedLocation: "northeurope" },
   });
-  const problems = (raw: Record<string, unknown>) => {
-    try {
-      parseStackConfig("t", raw);
-    } catch (err) {
-      assert.ok(pulumi.InputPropertiesError.isInstance(err));
-      return err.errors.map((e) => e.reason);
-    }
-    return [];
-  };
+  const problems = (raw: Record<string, unknown>) => configErrors(raw).map((e) => e.reason);
 
   it("defaults by environment", () => {
     assert.deepEqual(defaultsFor("prod").monitoring, {
