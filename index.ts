@@ -26,6 +26,9 @@ export const restoreSourceContainerName = outputs.restoreSourceContainerName;
 export const milvusAddress = outputs.milvusAddress;
 export const milvusRootPassword = outputs.milvusRootPassword;
 export const backupRegistryLoginServer = outputs.backupRegistryLoginServer;
+// Global Azure names carry a per-deployer suffix (components/naming.ts); these outputs say what they are.
+export const backupRegistryName = outputs.backupRegistryName;
+export const milvusStorageAccountName = outputs.milvusStorageAccountName;
 export const backupWorkerImage = outputs.backupWorkerImage;
 export const grafanaService = outputs.grafanaService;
 export const grafanaAdminPassword = outputs.grafanaAdminPassword;

@@ -3,11 +3,20 @@ import * as k8s from "@pulumi/kubernetes";
 import * as authorization from "@pulumi/azure-native/authorization";
 import * as containerservice from "@pulumi/azure-native/containerservice";
 import * as managedidentity from "@pulumi/azure-native/managedidentity";
-import { MaintenanceConfig, MILVUS_TERMINATION_GRACE_SECONDS, NodePoolConfig } from "./config";
+import * as yaml from "js-yaml";
+import {
+  MaintenanceConfig,
+  MILVUS_TERMINATION_GRACE_SECONDS,
+  NodePoolConfig,
+  UPGRADE_SETTINGS,
+} from "./config";
 import { DATA_POOL_LABEL, DATA_POOL_VALUE } from "./naming";
-import { BUILTIN_ROLES, roleDefinitionId } from "./roles";
+import { grantRole } from "./roles";
 
-/** Server id of the AKS AAD application, the audience kubelogin requests tokens for. */
+/**
+ * Server id of the AKS Entra ID application, the audience kubelogin requests tokens for. The same in
+ * every tenant: it is what AKS writes after `--server-id` in the user kubeconfig (Azure/kubelogin#193).
+ */
 export const AKS_AAD_SERVER_ID = "6dae42f8-4368-4678-94ff-3960e28e3630";
 export const SYSTEM_POOL_TAINT = "CriticalAddonsOnly=true:NoSchedule";
 
@@ -49,10 +58,11 @@ export function aksDefaults(zoneCount: number) {
     nodeOSUpgradeChannel: "NodeImage",
     osSKU: "AzureLinux",
     maxPods: 110,
-    // Each zonal data pool gets one surge node: zonal disks cannot follow a pod to another zone.
-    dataPoolMaxSurge: "1",
-    systemPoolMaxSurge: "33%",
-    nodeSoakDurationInMinutes: 5,
+    // Each zonal data pool gets one surge node: zonal disks cannot follow a pod to another zone. The
+    // maintenance-window estimate (config.ts, upgradeMinutesEstimate) uses the same numbers.
+    dataPoolMaxSurge: String(UPGRADE_SETTINGS.dataPoolMaxSurgeNodes),
+    systemPoolMaxSurge: `${UPGRADE_SETTINGS.systemPoolMaxSurgePercent}%`,
+    nodeSoakDurationInMinutes: UPGRADE_SETTINGS.nodeSoakDurationInMinutes,
     autoScalerProfile: {
       balanceSimilarNodeGroups: String(zoneCount > 1),
       expander: "least-waste",
@@ -65,13 +75,81 @@ export function aksDefaults(zoneCount: number) {
   };
 }
 
-/** Rewrites the AKS user kubeconfig so kubelogin uses the Azure CLI login (people and CI alike). */
+interface KubeconfigUser {
+  name?: string;
+  user?: { exec?: { command?: string; args?: unknown[] | null } & Record<string, unknown> } & Record<
+    string,
+    unknown
+  >;
+}
+
+/**
+ * Rewrites the user kubeconfig AKS returns (`listClusterUserCredential`, format `exec`) so kubelogin
+ * logs in through the Azure CLI instead of the device-code prompt AKS writes, which nobody answers
+ * during `pulumi up`. AKS emits block sequences (`args:` then `- get-token` lines) with `env: null`,
+ * `installHint` and `provideClusterInfo` (Azure/kubelogin#193), so the file is parsed, edited and
+ * dumped as YAML, never patched as text. The new args are what `kubelogin convert-kubeconfig -l azurecli`
+ * writes (pkg/internal/converter/convert.go: `get-token --login azurecli --server-id <id>`). CI jobs
+ * set `AAD_LOGIN_METHOD=workloadidentity`, which kubelogin applies over `--login` (its env override).
+ */
 export function kubeloginKubeconfig(userKubeconfig: string): string {
-  return userKubeconfig.replace(/args:\s*\[[^\]]*\]|args:\n(\s+- .*\n)+/m, (match) =>
-    match.includes("get-token")
-      ? `args: [get-token, --login, azurecli, --server-id, ${AKS_AAD_SERVER_ID}]`
-      : match,
-  );
+  const doc = yaml.load(userKubeconfig) as { users?: KubeconfigUser[] } | null;
+  if (!doc || !Array.isArray(doc.users)) {
+    throw new Error("the AKS user kubeconfig has no users list; cannot configure kubelogin");
+  }
+  let rewritten = 0;
+  for (const entry of doc.users) {
+    const exec = entry.user?.exec;
+    const args = Array.isArray(exec?.args) ? exec.args.map(String) : [];
+    if (!exec || !args.includes("get-token")) continue;
+    const at = args.indexOf("--server-id");
+    const serverId = at >= 0 ? (args[at + 1] ?? AKS_AAD_SERVER_ID) : AKS_AAD_SERVER_ID;
+    exec.args = ["get-token", "--login", "azurecli", "--server-id", serverId];
+    rewritten++;
+  }
+  if (rewritten === 0) {
+    throw new Error(
+      "the AKS user kubeconfig has no kubelogin exec user (`get-token`); is the cluster's Entra ID integration on?",
+    );
+  }
+  return yaml.dump(doc, { lineWidth: -1, noRefs: true });
+}
+
+/**
+ * The node count to send for an autoscaled pool: its live count, kept inside [minCount, maxCount].
+ * AKS refuses a manual scale of an autoscaled pool ("Cannot manually scale AgentPool ... with cluster
+ * autoscaler enabled", terraform-provider-azurerm#4543), so the count sent must be the pool's own; and
+ * a count below a raised minCount is invalid, so it is lifted to the new minimum. A pool that does not
+ * exist yet starts at minCount.
+ */
+export function poolCount(
+  pool: Pick<NodePoolConfig, "minCount" | "maxCount">,
+  live: number | undefined,
+): number {
+  if (live === undefined) return pool.minCount;
+  return Math.min(pool.maxCount, Math.max(pool.minCount, live));
+}
+
+/** The pool's live node count, or undefined while the cluster or the pool does not exist. */
+function livePoolCount(
+  resourceGroupName: pulumi.Input<string>,
+  clusterName: string,
+  agentPoolName: string,
+): pulumi.Output<number | undefined> {
+  return pulumi.output(resourceGroupName).apply(async (rg) => {
+    try {
+      const pool = await containerservice.getAgentPool({
+        resourceGroupName: rg,
+        resourceName: clusterName,
+        agentPoolName,
+      });
+      return pool.count;
+    } catch (err) {
+      // ARM answers 404 (ResourceNotFound / NotFound) for a cluster or pool that is not there yet.
+      if (/\b404\b|NotFound/.test(String(err))) return undefined;
+      throw err;
+    }
+  });
 }
 
 /**
@@ -98,13 +176,13 @@ export class AksClusterComponent extends pulumi.ComponentResource {
       { resourceGroupName: args.resourceGroupName, location: args.location, tags: args.tags },
       { parent: this },
     );
-    const subnetRole = new authorization.RoleAssignment(
+    const subnetRole = grantRole(
       `${name}-cp-subnet`,
       {
         scope: args.nodeSubnetId,
         principalId: controlPlaneIdentity.principalId,
         principalType: "ServicePrincipal",
-        roleDefinitionId: roleDefinitionId(BUILTIN_ROLES.networkContributor),
+        role: "networkContributor",
       },
       { parent: this },
     );
@@ -114,12 +192,15 @@ export class AksClusterComponent extends pulumi.ComponentResource {
       drainTimeoutInMinutes: args.drainTimeoutMinutes,
       nodeSoakDurationInMinutes: d.nodeSoakDurationInMinutes,
     });
-    const pool = (p: NodePoolConfig) => ({
+    // A fixed name (unique within the resource group), so the live pool counts can be read before the
+    // cluster resource is declared.
+    const clusterName = `${name}-aks`;
+    const pool = (p: NodePoolConfig, poolName: string) => ({
       vmSize: p.vmSize,
       enableAutoScaling: true,
       minCount: p.minCount,
       maxCount: p.maxCount,
-      count: p.minCount,
+      count: livePoolCount(args.resourceGroupName, clusterName, poolName).apply((live) => poolCount(p, live)),
       osDiskType: "Ephemeral",
       osDiskSizeGB: p.osDiskSizeGB,
       osType: "Linux",
@@ -134,6 +215,7 @@ export class AksClusterComponent extends pulumi.ComponentResource {
       `${name}-aks`,
       {
         resourceGroupName: args.resourceGroupName,
+        resourceName: clusterName,
         location: args.location,
         sku: d.sku,
         kubernetesVersion: args.kubernetesVersion,
@@ -144,7 +226,7 @@ export class AksClusterComponent extends pulumi.ComponentResource {
         },
         agentPoolProfiles: [
           {
-            ...pool(args.systemPool),
+            ...pool(args.systemPool, "system"),
             name: "system",
             mode: "System",
             availabilityZones: args.zones,
@@ -179,19 +261,25 @@ export class AksClusterComponent extends pulumi.ComponentResource {
         autoScalerProfile: d.autoScalerProfile,
         tags: args.tags,
       },
-      // Pools below are managed as AgentPool resources; node counts move under the autoscaler.
-      { parent: this, dependsOn: [subnetRole], ignoreChanges: ["agentPoolProfiles[0].count"] },
+      { parent: this, dependsOn: [subnetRole] },
     );
 
     this.dataPoolNames = args.zones.map((zone) => `data${zone}`);
+    // AKS refuses a second operation on a cluster's pools while one runs ("Operation is not allowed:
+    // Another agentpool operation ... is in progress", 409 OperationNotAllowed; AKS docs: "You can't
+    // simultaneously submit multiple operations on a single control plane or node pool resource"), so
+    // each pool waits for the one before it, and the maintenance windows for the last pool.
+    let previous: pulumi.Resource = cluster;
+    const pools: containerservice.AgentPool[] = [];
     for (const zone of args.zones) {
-      new containerservice.AgentPool(
+      const poolName = `data${zone}`;
+      previous = new containerservice.AgentPool(
         `${name}-data${zone}`,
         {
           resourceGroupName: args.resourceGroupName,
           resourceName: cluster.name,
-          agentPoolName: `data${zone}`,
-          ...pool(args.dataPool),
+          agentPoolName: poolName,
+          ...pool(args.dataPool, poolName),
           mode: "User",
           // One pool per zone (Microsoft's guidance for zonal disks): the autoscaler can then add a
           // node in the zone where a pending pod's Premium disk lives.
@@ -200,11 +288,12 @@ export class AksClusterComponent extends pulumi.ComponentResource {
           upgradeSettings: upgrade(d.dataPoolMaxSurge),
           tags: args.tags,
         },
-        { parent: this, ignoreChanges: ["count"] },
+        { parent: this, dependsOn: [previous] },
       );
+      pools.push(previous as containerservice.AgentPool);
     }
 
-    const window = (configName: string) =>
+    const window = (configName: string, after: pulumi.Resource) =>
       new containerservice.MaintenanceConfiguration(
         `${name}-${configName}`,
         {
@@ -218,25 +307,21 @@ export class AksClusterComponent extends pulumi.ComponentResource {
             utcOffset: "+00:00",
           },
         },
-        { parent: this },
+        { parent: this, dependsOn: [after] },
       );
-    window("aksManagedAutoUpgradeSchedule");
-    window("aksManagedNodeOSUpgradeSchedule");
+    const upgradeWindow = window("aksManagedAutoUpgradeSchedule", previous);
+    const nodeOsWindow = window("aksManagedNodeOSUpgradeSchedule", upgradeWindow);
 
     // The identity running `pulumi up` (a person, or CI's service principal) must be a member of one
     // of these groups to deploy the Kubernetes layer: with local accounts disabled there is no other way in.
-    args.adminGroupObjectIds.forEach((groupId, i) => {
-      new authorization.RoleAssignment(
-        `${name}-rbac-admin-${i}`,
-        {
-          scope: cluster.id,
-          principalId: groupId,
-          principalType: "Group",
-          roleDefinitionId: roleDefinitionId(BUILTIN_ROLES.aksRbacClusterAdmin),
-        },
+    // Keyed by group, never by list position: removing one group leaves the others' assignments alone.
+    for (const groupId of args.adminGroupObjectIds) {
+      grantRole(
+        `${name}-rbac-admin-${groupId}`,
+        { scope: cluster.id, principalId: groupId, principalType: "Group", role: "aksRbacClusterAdmin" },
         { parent: this },
       );
-    });
+    }
 
     const creds = containerservice.listManagedClusterUserCredentialsOutput({
       resourceGroupName: args.resourceGroupName,
@@ -250,10 +335,12 @@ export class AksClusterComponent extends pulumi.ComponentResource {
         return kubeloginKubeconfig(Buffer.from(value, "base64").toString("utf8"));
       }),
     );
+    // Everything deployed through this provider waits for it, and it waits for the node pools: without
+    // nodes, StatefulSets and Helm releases would sit Pending until their await timed out.
     this.provider = new k8s.Provider(
       `${name}-k8s`,
       { kubeconfig, enableServerSideApply: true },
-      { parent: this },
+      { parent: this, dependsOn: [...pools, nodeOsWindow] },
     );
 
     this.clusterName = cluster.name;

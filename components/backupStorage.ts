@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import * as authorization from "@pulumi/azure-native/authorization";
 import * as storage from "@pulumi/azure-native/storage";
 import { hardenedAccountArgs } from "./storageAccount";
 
@@ -7,8 +8,8 @@ export interface BackupStorageArgs {
   resourceGroupName: pulumi.Input<string>;
   /** Azure region (the primary; RA-GZRS replicates to its Azure pair). */
   location: pulumi.Input<string>;
-  /** Globally unique account name, 3-24 lower-case alphanumerics. */
-  accountName: string;
+  /** Globally unique account name, 3-24 lower-case alphanumerics (naming.ts, globalName). */
+  accountName: pulumi.Input<string>;
   /** Subnet allowed through the storage firewall (the AKS node subnet). */
   allowedSubnetId: pulumi.Input<string>;
   /**
@@ -27,11 +28,24 @@ export interface BackupStorageArgs {
   tags?: Record<string, string>;
 }
 
-/** Pure defaults and derived values, unit-tested on their own. */
-export function backupStorageDefaults(retentionDays: number) {
+/**
+ * Pure defaults and derived values, unit-tested on their own.
+ *
+ * With time-based immutability (WORM) on the container, blob versioning is off. Lifecycle management
+ * does not act on blobs in an immutable container ("Lifecycle management overview": the delete action
+ * "won't work with any blob in an immutable container"), and only Storage Blob Data Owner may delete
+ * previous versions (`deleteBlobVersion/action`, which Storage Blob Data Contributor lacks: "Azure
+ * built-in roles"). So with versioning on, every backup `prune` deleted would live on as a version
+ * nothing can remove. WORM already forbids overwriting or deleting a backup while it is protected,
+ * which is what versioning was for; after that, prune's deletes go to soft delete and are purged.
+ * test/backupRetention.test.ts replays a year of backups against these rules.
+ */
+export function backupStorageDefaults(retentionDays: number, immutabilityDays = 0) {
+  const worm = immutabilityDays > 0;
   return {
     containerName: "milvus-backups",
     sku: "Standard_RAGZRS",
+    versioning: !worm,
     // Soft delete outlives one full retention period plus a week, so a bad prune or a mistaken
     // delete is recoverable for at least as long as the backups it removed were meant to live.
     softDeleteDays: Math.min(365, retentionDays + 7),
@@ -59,7 +73,7 @@ export class BackupStorageComponent extends pulumi.ComponentResource {
 
   constructor(name: string, args: BackupStorageArgs, opts?: pulumi.ComponentResourceOptions) {
     super("milvus-aks:storage:BackupStorage", name, {}, opts);
-    const d = backupStorageDefaults(args.retentionDays);
+    const d = backupStorageDefaults(args.retentionDays, args.immutabilityDays ?? 0);
     const containerName = args.containerName ?? d.containerName;
 
     const account = new storage.StorageAccount(
@@ -75,6 +89,19 @@ export class BackupStorageComponent extends pulumi.ComponentResource {
       // Deleting the account deletes every backup: make that a deliberate two-step change.
       { parent: this, protect: true },
     );
+    // `protect` guards against Pulumi; an ARM lock also guards against the portal, the CLI and other
+    // tools ("Lock your resources to protect your infrastructure": CanNotDelete). Data-plane deletes
+    // (prune) are not affected. Removing it is a documented step (README "Backup storage").
+    new authorization.ManagementLockByScope(
+      `${name}-lock`,
+      {
+        scope: account.id,
+        lockName: "milvus-backups-do-not-delete",
+        level: "CanNotDelete",
+        notes: "Holds every Milvus backup of this stack; see the project's README before removing.",
+      },
+      { parent: this },
+    );
 
     const blobService = new storage.BlobServiceProperties(
       `${name}-blob-service`,
@@ -82,7 +109,7 @@ export class BackupStorageComponent extends pulumi.ComponentResource {
         resourceGroupName: args.resourceGroupName,
         accountName: account.name,
         blobServicesName: "default",
-        isVersioningEnabled: true,
+        isVersioningEnabled: d.versioning,
         deleteRetentionPolicy: { enabled: true, days: d.softDeleteDays },
         containerDeleteRetentionPolicy: { enabled: true, days: d.softDeleteDays },
       },
@@ -101,7 +128,10 @@ export class BackupStorageComponent extends pulumi.ComponentResource {
     );
 
     if ((args.immutabilityDays ?? 0) > 0) {
-      // Left unlocked: locking is irreversible, so it is an operator decision (see README).
+      // Left unlocked: locking is irreversible, so it is an operator decision (see README). azure-native
+      // cannot delete this policy (412 "incorrect etag": pulumi-azure-native#2156) and ARM refuses to
+      // shorten a locked one, so Pulumi creates it once and never updates or deletes it: changes go
+      // through the `az storage container immutability-policy` steps in README "Backup storage".
       new storage.BlobContainerImmutabilityPolicy(
         `${name}-immutability`,
         {
@@ -112,7 +142,11 @@ export class BackupStorageComponent extends pulumi.ComponentResource {
           immutabilityPeriodSinceCreationInDays: args.immutabilityDays,
           allowProtectedAppendWrites: false,
         },
-        { parent: this },
+        {
+          parent: this,
+          retainOnDelete: true,
+          ignoreChanges: ["immutabilityPeriodSinceCreationInDays", "allowProtectedAppendWrites"],
+        },
       );
     }
 
@@ -132,7 +166,9 @@ export class BackupStorageComponent extends pulumi.ComponentResource {
                 filters: { blobTypes: ["blockBlob"], prefixMatch: [`${containerName}/`] },
                 actions: {
                   baseBlob: { delete: { daysAfterModificationGreaterThan: d.lifecycleDeleteAfterDays } },
-                  version: { delete: { daysAfterCreationGreaterThan: d.versionDeleteAfterDays } },
+                  ...(d.versioning
+                    ? { version: { delete: { daysAfterCreationGreaterThan: d.versionDeleteAfterDays } } }
+                    : {}),
                 },
               },
             },

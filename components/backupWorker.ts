@@ -1,11 +1,10 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
-import * as authorization from "@pulumi/azure-native/authorization";
 import * as containerregistry from "@pulumi/azure-native/containerregistry";
 import * as managedidentity from "@pulumi/azure-native/managedidentity";
 import { WorkerImage } from "./config";
 import { APP, appLabels, DATA_NAMESPACE, DATA_POOL_LABEL, DATA_POOL_VALUE, MILVUS_GRPC_PORT } from "./naming";
-import { BUILTIN_ROLES, roleDefinitionId } from "./roles";
+import { grantRole } from "./roles";
 
 export interface BackupWorkerArgs {
   /** Resource group for the registry and the worker identity. */
@@ -13,7 +12,7 @@ export interface BackupWorkerArgs {
   /** Azure region. */
   location: pulumi.Input<string>;
   /** Globally unique registry name (5-50 alphanumerics). */
-  registryName: string;
+  registryName: pulumi.Input<string>;
   /** Object id of the AKS kubelet identity, granted AcrPull on the registry. */
   kubeletObjectId: pulumi.Input<string>;
   /** The cluster's OIDC issuer URL (federated credential issuer). */
@@ -98,6 +97,8 @@ export function scheduledCommands(collections: string[], retentionDays: number, 
  */
 export class BackupWorkerComponent extends pulumi.ComponentResource {
   public readonly registryLoginServer: pulumi.Output<string>;
+  /** The registry's global name (naming.ts, globalName). */
+  public readonly registryName: pulumi.Output<string>;
   public readonly image: pulumi.Output<string>;
   public readonly identityClientId: pulumi.Output<string>;
   public readonly cronJobName: string;
@@ -125,13 +126,13 @@ export class BackupWorkerComponent extends pulumi.ComponentResource {
       },
       azureOpts,
     );
-    new authorization.RoleAssignment(
+    grantRole(
       `${name}-acr-pull`,
       {
         scope: registry.id,
         principalId: args.kubeletObjectId,
         principalType: "ServicePrincipal",
-        roleDefinitionId: roleDefinitionId(BUILTIN_ROLES.acrPull),
+        role: "acrPull",
       },
       azureOpts,
     );
@@ -141,25 +142,25 @@ export class BackupWorkerComponent extends pulumi.ComponentResource {
       { resourceGroupName: args.resourceGroupName, location: args.location, tags: args.tags },
       azureOpts,
     );
-    new authorization.RoleAssignment(
+    grantRole(
       `${name}-blob-contributor`,
       {
         scope: args.backupAccountId,
         principalId: identity.principalId,
         principalType: "ServicePrincipal",
-        roleDefinitionId: roleDefinitionId(BUILTIN_ROLES.storageBlobDataContributor),
+        role: "storageBlobDataContributor",
       },
       azureOpts,
     );
     if (args.restoreSourceAccountId !== undefined) {
       // Reader, not Contributor: a failover must never be able to delete or overwrite the primary's backups.
-      new authorization.RoleAssignment(
+      grantRole(
         `${name}-restore-source-reader`,
         {
           scope: args.restoreSourceAccountId,
           principalId: identity.principalId,
           principalType: "ServicePrincipal",
-          roleDefinitionId: roleDefinitionId(BUILTIN_ROLES.storageBlobDataReader),
+          role: "storageBlobDataReader",
         },
         azureOpts,
       );
@@ -313,6 +314,7 @@ export class BackupWorkerComponent extends pulumi.ComponentResource {
 
     this.namespace = namespace;
     this.registryLoginServer = registry.loginServer;
+    this.registryName = registry.name;
     this.image = image;
     this.identityClientId = identity.clientId;
     this.registerOutputs({

@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { CronExpressionParser } from "cron-parser";
 
 /**
  * The one place where stack configuration is read and validated. Every other module receives the
@@ -216,6 +217,236 @@ export const AZURE_REGION_PAIRS: Readonly<Partial<Record<string, string>>> = {
   canadacentral: "canadaeast",
 };
 
+/**
+ * AKS Kubernetes release calendar: the minors AKS has shipped, when each became generally available
+ * and when it reaches end of life. From "Supported Kubernetes versions in AKS", section "AKS Kubernetes
+ * release calendar" (https://learn.microsoft.com/azure/aks/supported-kubernetes-versions), as of
+ * {@link AKS_CALENDAR_AS_OF}. A month-only date is read as that month's last day. After end of life a
+ * minor is in "platform support" until the fourth newer minor is GA, and the AKS FAQ is explicit that
+ * "the creation of new clusters isn't possible during the platform support period": a stack on such a
+ * minor fails at its first `pulumi up`. Update this table when AKS publishes a new row.
+ */
+export const AKS_CALENDAR_AS_OF = "2026-08-21";
+export const AKS_KUBERNETES_VERSIONS: Readonly<Partial<Record<string, { ga: string; endOfLife: string }>>> = {
+  "1.29": { ga: "2024-03-31", endOfLife: "2025-03-31" },
+  "1.30": { ga: "2024-07-31", endOfLife: "2025-08-22" },
+  "1.31": { ga: "2024-11-30", endOfLife: "2025-11-01" },
+  "1.32": { ga: "2025-04-30", endOfLife: "2026-03-31" },
+  "1.33": { ga: "2025-06-30", endOfLife: "2026-07-31" },
+  "1.34": { ga: "2025-11-30", endOfLife: "2026-11-30" },
+  "1.35": { ga: "2026-03-31", endOfLife: "2027-03-31" },
+  "1.36": { ga: "2026-06-30", endOfLife: "2027-06-30" },
+  "1.37": { ga: "2026-10-31", endOfLife: "2027-10-31" },
+};
+/** Days before end of life from which a stack on that minor gets a warning at every preview. */
+export const KUBERNETES_EOL_WARNING_DAYS = 60;
+
+const DAY_MS = 86_400_000;
+const minorOf = (version: string) => /^(\d+\.\d+)/.exec(version)?.[1] ?? version;
+
+/** The minors AKS creates clusters on at `today` (GA, not past end of life), oldest first. */
+export function supportedKubernetesMinors(today: Date): string[] {
+  return Object.entries(AKS_KUBERNETES_VERSIONS)
+    .filter(
+      ([, v]) =>
+        v !== undefined &&
+        Date.parse(v.ga) <= today.getTime() &&
+        today.getTime() <= Date.parse(v.endOfLife) + DAY_MS - 1,
+    )
+    .map(([minor]) => minor);
+}
+
+/**
+ * Checks a `kubernetesVersion` against the calendar at `today`: an error past end of life (or before
+ * GA, or for a minor the table does not know), a warning within {@link KUBERNETES_EOL_WARNING_DAYS}.
+ */
+export function checkKubernetesVersion(
+  version: string,
+  location: string,
+  today: Date,
+): { error?: { allowed: string; fix: string }; warning?: string } {
+  const minor = minorOf(version);
+  const entry = AKS_KUBERNETES_VERSIONS[minor];
+  const supported = supportedKubernetesMinors(today);
+  const pick =
+    `Pick a minor AKS offers in ${location || "your region"}: \`az aks get-versions -l ${location || "<region>"} -o table\`` +
+    ` (by the AKS calendar of ${AKS_CALENDAR_AS_OF}, supported on ${today.toISOString().slice(0, 10)}: ${supported.join(", ") || "none known: update AKS_KUBERNETES_VERSIONS"}).`;
+  const allowed = `a Kubernetes minor AKS supports today (${supported.join(", ")})`;
+  if (!entry) {
+    return {
+      error: {
+        allowed,
+        fix: `${minor} is not in the AKS release calendar this program carries (as of ${AKS_CALENDAR_AS_OF}). ${pick} If AKS now lists ${minor} as GA, add its row to AKS_KUBERNETES_VERSIONS in components/config.ts.`,
+      },
+    };
+  }
+  const endOfLife = Date.parse(entry.endOfLife) + DAY_MS - 1;
+  if (today.getTime() > endOfLife) {
+    return {
+      error: {
+        allowed,
+        fix: `${minor} reached end of life on ${entry.endOfLife}; AKS creates no new clusters on it and existing ones get no fixes. ${pick} Upgrade one minor at a time (README "Upgrading Kubernetes").`,
+      },
+    };
+  }
+  if (today.getTime() < Date.parse(entry.ga)) {
+    return {
+      error: { allowed, fix: `${minor} is not generally available on AKS before ${entry.ga}. ${pick}` },
+    };
+  }
+  const daysLeft = Math.floor((endOfLife - today.getTime()) / DAY_MS);
+  if (daysLeft <= KUBERNETES_EOL_WARNING_DAYS) {
+    return {
+      warning: `kubernetesVersion ${version}: AKS ends support for ${minor} on ${entry.endOfLife} (${daysLeft} days from now). Plan the upgrade to a newer minor now: README "Upgrading Kubernetes". ${pick}`,
+    };
+  }
+  return {};
+}
+
+/**
+ * Regions where Azure Storage offers GZRS / RA-GZRS, which the backup account needs. From "Azure regions
+ * that support geo-zone-redundant storage (GZRS)"
+ * (https://learn.microsoft.com/azure/storage/common/redundancy-regions-gzrs). Elsewhere the account
+ * create fails, so `location` is checked against this list before anything is deployed.
+ */
+export const GZRS_REGIONS: readonly string[] = [
+  "southafricanorth",
+  "australiaeast",
+  "eastasia",
+  "japaneast",
+  "koreacentral",
+  "southeastasia",
+  "centralindia",
+  "francecentral",
+  "germanywestcentral",
+  "northeurope",
+  "norwayeast",
+  "swedencentral",
+  "switzerlandnorth",
+  "uksouth",
+  "westeurope",
+  "uaenorth",
+  "canadacentral",
+  "centralus",
+  "eastus",
+  "eastus2",
+  "southcentralus",
+  "westus2",
+  "westus3",
+  "usgovvirginia",
+  "brazilsouth",
+];
+
+/**
+ * Upgrade settings the estimate below shares with components/aksCluster.ts. Data pools surge one node:
+ * a zonal pool's surge node lands in the zone whose disks its pods need.
+ */
+export const UPGRADE_SETTINGS = {
+  systemPoolMaxSurgePercent: 33,
+  dataPoolMaxSurgeNodes: 1,
+  nodeSoakDurationInMinutes: 5,
+  /**
+   * Our planning figure for creating, booting and joining one surge node; AKS publishes no per-node
+   * figure ("Upgrade duration varies", AKS "Upgrade options"), so this is an assumption, not a fact.
+   */
+  nodeProvisionMinutes: 10,
+} as const;
+
+/**
+ * Worst-case minutes for AKS to upgrade every pool: pools one after another (AKS refuses concurrent
+ * operations on one cluster's pools), each in batches of its surge size, each batch waiting for node
+ * provisioning, a drain that may use the whole drain timeout (Milvus stops gracefully for up to 30 min)
+ * and the soak time. Maintenance windows must be at least this long or an upgrade outlives its window.
+ */
+export function upgradeMinutesEstimate(
+  pools: { system: NodePoolConfig; data: NodePoolConfig },
+  zoneCount: number,
+  drainTimeoutMinutes: number,
+): number {
+  const u = UPGRADE_SETTINGS;
+  const batch = u.nodeProvisionMinutes + drainTimeoutMinutes + u.nodeSoakDurationInMinutes;
+  const systemSurge = Math.max(1, Math.ceil((pools.system.maxCount * u.systemPoolMaxSurgePercent) / 100));
+  const systemBatches = Math.ceil(pools.system.maxCount / systemSurge);
+  const dataBatches = Math.ceil(pools.data.maxCount / u.dataPoolMaxSurgeNodes) * zoneCount;
+  return (systemBatches + dataBatches) * batch;
+}
+
+/**
+ * Weekly maintenance day per environment. AKS's planned-maintenance guide advises against the same
+ * window for several clusters in one subscription (ARM throttling) and AKS's upgrade FAQ says to test
+ * upgrades in lower environments first: dev and staging get their weekly patches days before prod,
+ * and dr upgrades apart from prod so both regions are never upgrading at once.
+ */
+export const MAINTENANCE_DAYS: Readonly<Record<Environment, Weekday>> = {
+  dev: "Monday",
+  staging: "Tuesday",
+  prod: "Thursday",
+  dr: "Saturday",
+};
+/** Windows start at 04:00 UTC, two hours after the default 02:00 backup. */
+export const MAINTENANCE_START_HOUR_UTC = 4;
+/**
+ * A scheduled backup must start at least this long before a maintenance window: node drains evict the
+ * backup pod, and a 1,000,000-vector backup took 106 s here (README), so 2 h leaves room for
+ * collections tens of times larger.
+ */
+export const BACKUP_LEAD_HOURS = 2;
+
+const WEEK_MINUTES = 7 * 24 * 60;
+
+/**
+ * Scheduled backup starts (as "Weekday HH:MM" UTC) that fall inside the maintenance window or less
+ * than {@link BACKUP_LEAD_HOURS} before it.
+ */
+export function backupsInMaintenance(schedule: string, m: MaintenanceConfig): string[] {
+  return scheduledRuns(schedule)
+    .filter((r) => r.clashes(m))
+    .map((r) => r.label);
+}
+
+/**
+ * The backups a maintenance window costs outright: runs on a day (UTC) whose every run clashes with the
+ * window. A daily 02:00 backup inside a Sunday 01:00-05:00 window loses Sunday's backup; a six-hourly
+ * schedule keeps a backup outside any window on every day, so its clashing runs only stretch the
+ * recovery point that day.
+ */
+export function backupDaysLost(schedule: string, m: MaintenanceConfig): string[] {
+  const runs = scheduledRuns(schedule);
+  const lost: string[] = [];
+  for (const day of WEEKDAYS) {
+    const ofDay = runs.filter((r) => r.day === day);
+    if (ofDay.length > 0 && ofDay.every((r) => r.clashes(m))) lost.push(...ofDay.map((r) => r.label));
+  }
+  return lost;
+}
+
+function scheduledRuns(
+  schedule: string,
+): { day: Weekday; label: string; clashes: (m: MaintenanceConfig) => boolean }[] {
+  const startOfWeek = Date.UTC(2026, 0, 4); // a Sunday
+  const it = CronExpressionParser.parse(schedule, { currentDate: new Date(startOfWeek - 1), tz: "UTC" });
+  const runs: ReturnType<typeof scheduledRuns> = [];
+  for (;;) {
+    const next = it.next().getTime();
+    if (next >= startOfWeek + WEEK_MINUTES * 60_000) break;
+    const minute = (next - startOfWeek) / 60_000;
+    const d = new Date(next);
+    const day = WEEKDAYS[d.getUTCDay()] ?? "Sunday";
+    runs.push({
+      day,
+      label: `${day} ${d.toISOString().slice(11, 16)}`,
+      clashes: (m) => {
+        const windowStart = WEEKDAYS.indexOf(m.day) * 24 * 60 + m.startHourUtc * 60;
+        const from = windowStart - BACKUP_LEAD_HOURS * 60;
+        const to = windowStart + m.durationHours * 60;
+        // The window may wrap past Saturday into Sunday: compare in the window's own week and the next.
+        return [minute, minute + WEEK_MINUTES].some((x) => x > from && x < to);
+      },
+    });
+  }
+  return runs;
+}
+
 /** Defaults that differ between a small dev stack and the production shape. */
 export function defaultsFor(
   environment: Environment,
@@ -229,7 +460,8 @@ export function defaultsFor(
   return {
     production,
     zones: production || environment === "staging" ? ["1", "2", "3"] : ["1"],
-    kubernetesVersion: "1.33",
+    // GA in June 2026, end of life June 2027 (AKS_KUBERNETES_VERSIONS).
+    kubernetesVersion: "1.36",
     nodePools: {
       system: production
         ? { vmSize: "Standard_D4ds_v5", minCount: 3, maxCount: 5, osDiskSizeGB: 128 }
@@ -240,7 +472,12 @@ export function defaultsFor(
     },
     // 1800 s Milvus grace period + 10 min for eviction retries and image pulls.
     drainTimeoutMinutes: 40,
-    maintenance: { day: "Sunday", startHourUtc: 1, durationHours: 4 },
+    // durationHours 0 means "long enough for the pools" (upgradeMinutesEstimate), filled in by parseStackConfig.
+    maintenance: {
+      day: MAINTENANCE_DAYS[environment],
+      startHourUtc: MAINTENANCE_START_HOUR_UTC,
+      durationHours: 0,
+    },
     network: {
       vnetCidr: "10.10.0.0/16",
       nodeSubnetCidr: "10.10.0.0/20",
@@ -409,7 +646,7 @@ class Reader {
 const QUANTITY_CPU = /^(\d+(\.\d+)?|\d+m)$/;
 const QUANTITY_MEM = /^\d+(\.\d+)?(Ki|Mi|Gi|Ti)$/;
 const VM_SIZE = /^Standard_[A-Za-z0-9_]+$/;
-const K8S_VERSION = /^1\.(2[89]|3\d)(\.\d+)?$/;
+const K8S_VERSION = /^1\.\d{2}(\.\d+)?$/;
 const IMAGE_TAG = /^v?\d+\.\d+\.\d+(-[A-Za-z0-9.]+)?$/;
 const REGION = /^[a-z]+[a-z0-9]*$/;
 const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
@@ -483,7 +720,32 @@ function parseQuantity(q: string): number {
  * Validates a stack's raw configuration (the `milvus-aks:*` keys as an object) and returns the typed
  * config. Throws one {@link pulumi.InputPropertiesError} listing every problem found.
  */
-export function parseStackConfig(stack: string, raw: Raw): StackConfig {
+export interface ParseOptions {
+  /** The date version lifecycles are judged at. @default the `MILVUS_AKS_TODAY` variable, else now */
+  today?: Date;
+  /** Where warnings go. @default pulumi.log.warn */
+  warn?: (message: string) => void;
+}
+
+/**
+ * "Today" for lifecycle checks: `MILVUS_AKS_TODAY` (YYYY-MM-DD) pins it, so renders and tests judge
+ * the same calendar on any day; otherwise the clock.
+ */
+export function configToday(): Date {
+  const pinned = process.env.MILVUS_AKS_TODAY;
+  if (pinned === undefined || pinned === "") return new Date();
+  const t = Date.parse(`${pinned}T00:00:00Z`);
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(pinned) || Number.isNaN(t)) {
+    throw new Error(
+      `MILVUS_AKS_TODAY=${JSON.stringify(pinned)} is not a date: expected YYYY-MM-DD, or unset it`,
+    );
+  }
+  return new Date(t);
+}
+
+export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions = {}): StackConfig {
+  const today = options.today ?? configToday();
+  const warn = options.warn ?? ((m: string) => void pulumi.log.warn(m));
   const problems = new Problems();
   const r = new Reader(raw, problems);
 
@@ -496,6 +758,14 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
     "an Azure region name such as westeurope",
     "westeurope",
   );
+  if (location && REGION.test(location) && !GZRS_REGIONS.includes(location)) {
+    problems.add(
+      "location",
+      location,
+      `a region with geo-zone-redundant storage (RA-GZRS), which the backup account needs: ${GZRS_REGIONS.join(", ")}`,
+      "See https://learn.microsoft.com/azure/storage/common/redundancy-regions-gzrs; deploy to one of those regions.",
+    );
+  }
 
   const zones = r.stringList(
     "zones",
@@ -518,9 +788,16 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
     "kubernetesVersion",
     d.kubernetesVersion,
     K8S_VERSION,
-    'a supported AKS version "1.MINOR" or "1.MINOR.PATCH" (1.28 or newer), e.g. "1.33"',
-    "1.33",
+    'an AKS version "1.MINOR" or "1.MINOR.PATCH", e.g. "1.36"',
+    d.kubernetesVersion,
   );
+  if (K8S_VERSION.test(kubernetesVersion)) {
+    const verdict = checkKubernetesVersion(kubernetesVersion, location, today);
+    if (verdict.error) {
+      problems.add("kubernetesVersion", kubernetesVersion, verdict.error.allowed, verdict.error.fix);
+    }
+    if (verdict.warning) warn(verdict.warning);
+  }
 
   const pool = (name: "system" | "data"): NodePoolConfig => {
     const def = d.nodePools[name];
@@ -559,17 +836,38 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
     );
   }
 
+  const upgradeMinutes = upgradeMinutesEstimate(nodePools, zones.length, drainTimeoutMinutes);
+  // AKS takes windows of 4 to 24 hours (MaintenanceWindow.durationHours, API 2025-09-01).
+  const neededHours = Math.max(4, Math.ceil(upgradeMinutes / 60));
   const maintenance: MaintenanceConfig = {
     day: r.oneOf<Weekday>("maintenance.day", d.maintenance.day, WEEKDAYS),
     startHourUtc: r.int("maintenance.startHourUtc", d.maintenance.startHourUtc, 0, 23),
     durationHours: r.int(
       "maintenance.durationHours",
-      d.maintenance.durationHours,
+      Math.min(24, neededHours),
       4,
       24,
-      " hours (AKS minimum is 4)",
+      " hours (AKS allows 4 to 24)",
     ),
   };
+  const upgradeShape =
+    `${zones.length} data pool(s) of up to ${nodePools.data.maxCount} nodes and a system pool of up to ${nodePools.system.maxCount}, ` +
+    `one surge batch at a time, each up to ${drainTimeoutMinutes} min drain + ${UPGRADE_SETTINGS.nodeSoakDurationInMinutes} min soak + ${UPGRADE_SETTINGS.nodeProvisionMinutes} min for the new node`;
+  if (neededHours > 24) {
+    problems.add(
+      "nodePools.data.maxCount",
+      nodePools.data.maxCount,
+      `a pool shape AKS can upgrade inside one 24 h maintenance window (estimated ${(upgradeMinutes / 60).toFixed(1)} h: ${upgradeShape})`,
+      'Lower nodePools.data.maxCount or drainTimeoutMinutes; README "Maintenance windows" shows the arithmetic.',
+    );
+  } else if (maintenance.durationHours < neededHours) {
+    problems.add(
+      "maintenance.durationHours",
+      maintenance.durationHours,
+      `at least ${neededHours} hours: an upgrade of this cluster can take ${(upgradeMinutes / 60).toFixed(1)} h (${upgradeShape})`,
+      `Raise it (or unset it to get ${neededHours}), or lower nodePools.*.maxCount or drainTimeoutMinutes.`,
+    );
+  }
 
   const cidr = (key: keyof NetworkConfig) =>
     r.string(`network.${key}`, d.network[key], CIDR, "an IPv4 CIDR such as 10.10.0.0/16", d.network[key]);
@@ -853,6 +1151,18 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
     ),
     image: d.backup.image,
   };
+  if (isValidCron(schedule)) {
+    const clashes = backupDaysLost(schedule, maintenance);
+    if (clashes.length > 0) {
+      const end = (maintenance.startHourUtc + maintenance.durationHours) % 24;
+      problems.add(
+        "backup.schedule",
+        schedule,
+        `a schedule that keeps at least one backup a day outside the maintenance window (${maintenance.day} ${String(maintenance.startHourUtc).padStart(2, "0")}:00-${String(end).padStart(2, "0")}:00 UTC) and the ${BACKUP_LEAD_HOURS} h before it; these runs are that day's only backups and clash: ${clashes.join(", ")}`,
+        "Node drains during the window evict the backup pod. Move backup.schedule or maintenance.day/startHourUtc.",
+      );
+    }
+  }
   const di = d.backup.image;
   backup.image = {
     registry: r.string(
@@ -1035,7 +1345,7 @@ export function parseStackConfig(stack: string, raw: Raw): StackConfig {
 }
 
 /** Reads the current stack's `milvus-aks:*` keys and validates them. */
-export function loadStackConfig(): StackConfig {
+export function loadStackConfig(options: ParseOptions = {}): StackConfig {
   const cfg = new pulumi.Config(CONFIG_NAMESPACE);
   const keys = [
     "environment",
@@ -1072,5 +1382,5 @@ export function loadStackConfig(): StackConfig {
       raw[key] = text;
     }
   }
-  return parseStackConfig(pulumi.getStack(), raw);
+  return parseStackConfig(pulumi.getStack(), raw, options);
 }

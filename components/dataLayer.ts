@@ -4,7 +4,7 @@ import { EtcdComponent } from "./etcd";
 import { MilvusComponent, MilvusObjectStoreArgs, milvusDefaults } from "./milvus";
 import { MilvusBlobStorageComponent } from "./milvusBlobStorage";
 import { MinioComponent } from "./minio";
-import { compactName, DATA_NAMESPACE, MILVUS_ROLES } from "./naming";
+import { DATA_NAMESPACE, globalNameOutput, MILVUS_ROLES } from "./naming";
 import { DataNamespaceComponent } from "./namespaces";
 import { DataNetworkPoliciesComponent } from "./networkPolicies";
 import { StorageClassesComponent } from "./storageClasses";
@@ -94,8 +94,8 @@ export class DataLayerComponent extends pulumi.ComponentResource {
         {
           resourceGroupName: args.resourceGroupName,
           location: cfg.location,
-          // Storage account names are global: the stack name keeps environments apart.
-          accountName: compactName("milvusdata", cfg.stack),
+          // Storage account names are global DNS names: unique per deployer and stack (naming.ts).
+          accountName: globalNameOutput("milvusdata", cfg.stack),
           allowedSubnetId: args.nodeSubnetId,
           oidcIssuerUrl: args.oidcIssuerUrl,
           namespace: nsName,

@@ -1,9 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
-import * as authorization from "@pulumi/azure-native/authorization";
 import * as managedidentity from "@pulumi/azure-native/managedidentity";
 import * as storage from "@pulumi/azure-native/storage";
 import { hardenedAccountArgs } from "./storageAccount";
-import { BUILTIN_ROLES, roleDefinitionId } from "./roles";
+import { grantRole } from "./roles";
 
 export interface MilvusBlobStorageArgs {
   /** Resource group of the account and identity. */
@@ -11,7 +10,7 @@ export interface MilvusBlobStorageArgs {
   /** Azure region. */
   location: pulumi.Input<string>;
   /** Globally unique account name, 3-24 lower-case alphanumerics. */
-  accountName: string;
+  accountName: pulumi.Input<string>;
   /** Subnet allowed through the storage firewall (the AKS node subnet). */
   allowedSubnetId: pulumi.Input<string>;
   /** The cluster's OIDC issuer URL (federated credential issuer). */
@@ -84,13 +83,13 @@ export class MilvusBlobStorageComponent extends pulumi.ComponentResource {
       { resourceGroupName: args.resourceGroupName, location: args.location, tags: args.tags },
       { parent: this },
     );
-    new authorization.RoleAssignment(
+    grantRole(
       `${name}-blob-contributor`,
       {
         scope: account.id,
         principalId: identity.principalId,
         principalType: "ServicePrincipal",
-        roleDefinitionId: roleDefinitionId(BUILTIN_ROLES.storageBlobDataContributor),
+        role: "storageBlobDataContributor",
       },
       { parent: this },
     );

@@ -1,3 +1,7 @@
+import { createHash } from "node:crypto";
+import * as pulumi from "@pulumi/pulumi";
+import * as authorization from "@pulumi/azure-native/authorization";
+
 /**
  * Shared Kubernetes naming and labelling conventions, so selectors written by one component (network
  * policies, monitors, PDBs) match the pods another component creates.
@@ -23,12 +27,38 @@ export function appLabels(name: string, component?: string): Record<string, stri
 export const DATA_POOL_LABEL = "milvus-aks/pool";
 export const DATA_POOL_VALUE = "data";
 
-/** Azure resource names: lower-case alphanumerics, so they also fit storage-account rules. */
-export function compactName(prefix: string, stack: string, maxLength = 24): string {
-  return `${prefix}${stack}`
+/** Hex characters of the per-deployer suffix of global names (16^6: collisions need ~4,000 deployers). */
+export const GLOBAL_NAME_SUFFIX_LENGTH = 6;
+
+/**
+ * A globally unique Azure name: prefix, stack and a short hash of the subscription and stack. Storage
+ * account names (3-24 lower-case letters and digits) and registry names (5-50 letters and digits) are
+ * DNS names shared by every Azure customer ("Naming rules and restrictions for Azure resources"); a
+ * name from the stack alone is taken by the first organisation that deploys these stack files, and
+ * every other one fails with StorageAccountAlreadyTaken ("Resolve errors for storage account names").
+ * The hash keeps the name stable for one deployer and distinct between deployers; the stack part is
+ * shortened first so the suffix always fits.
+ */
+export function globalName(prefix: string, stack: string, subscriptionId: string, maxLength = 24): string {
+  const suffix = createHash("sha256")
+    .update(`${subscriptionId.toLowerCase()}/${stack}`)
+    .digest("hex")
+    .slice(0, GLOBAL_NAME_SUFFIX_LENGTH);
+  const room = maxLength - prefix.length - GLOBAL_NAME_SUFFIX_LENGTH;
+  if (room < 1)
+    throw new Error(`global name prefix "${prefix}" leaves no room within ${maxLength} characters`);
+  const stackPart = stack
     .toLowerCase()
     .replace(/[^a-z0-9]/g, "")
-    .slice(0, maxLength);
+    .slice(0, room);
+  return `${prefix}${stackPart}${suffix}`;
+}
+
+/** {@link globalName} in the subscription `pulumi up` deploys to. */
+export function globalNameOutput(prefix: string, stack: string, maxLength = 24): pulumi.Output<string> {
+  return authorization
+    .getClientConfigOutput()
+    .subscriptionId.apply((subscriptionId) => globalName(prefix, stack, subscriptionId, maxLength));
 }
 
 /**

@@ -6,7 +6,7 @@ import { BackupStorageComponent } from "./backupStorage";
 import { NetworkComponent } from "./network";
 import { PrimaryStackComponent } from "./primaryStack";
 import { DataLayerComponent } from "./dataLayer";
-import { compactName, DATA_NAMESPACE } from "./naming";
+import { DATA_NAMESPACE, globalNameOutput } from "./naming";
 import { MonitoringComponent } from "./monitoring";
 import { BackupWorkerComponent, backupWorkerDefaults } from "./backupWorker";
 
@@ -32,8 +32,8 @@ export function createStack(cfg: StackConfig) {
   const backupStorage = new BackupStorageComponent(`${name}-backup`, {
     resourceGroupName: rg.name,
     location: cfg.location,
-    // Storage account names are global: the stack name keeps environments apart.
-    accountName: compactName("milvusbk", cfg.stack),
+    // Storage account names are global DNS names: unique per deployer and stack (naming.ts).
+    accountName: globalNameOutput("milvusbk", cfg.stack),
     allowedSubnetId: net.nodeSubnetId,
     standbySubnetIds: cfg.dr.standbySubnetIds,
     retentionDays: cfg.backup.retentionDays,
@@ -148,7 +148,7 @@ function deployCluster(cfg: StackConfig, { name, tags, rg, net, backupStorage, p
       resourceGroupName: rg.name,
       location: cfg.location,
       // Registry names are global, alphanumeric, 5-50 characters.
-      registryName: compactName("milvusacr", cfg.stack, 50),
+      registryName: globalNameOutput("milvusacr", cfg.stack, 50),
       kubeletObjectId: aks.kubeletObjectId,
       oidcIssuerUrl: aks.oidcIssuerUrl,
       backupAccountId: backupStorage.accountId,
@@ -174,6 +174,9 @@ function deployCluster(cfg: StackConfig, { name, tags, rg, net, backupStorage, p
     milvusAddress: dataLayer.milvusAddress,
     milvusRootPassword: dataLayer.milvusRootPassword,
     backupRegistryLoginServer: worker.registryLoginServer,
+    backupRegistryName: worker.registryName,
+    // Empty unless objectStore is azureBlob.
+    milvusStorageAccountName: dataLayer.milvusStorageAccountName.apply((n) => n ?? ""),
     backupWorkerImage: worker.image,
     backupWorkerIdentityClientId: worker.identityClientId,
     milvusServiceName: dataLayer.milvusServiceName,

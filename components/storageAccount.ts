@@ -4,7 +4,7 @@ import * as storage from "@pulumi/azure-native/storage";
 export interface HardenedAccountInput {
   resourceGroupName: pulumi.Input<string>;
   location: pulumi.Input<string>;
-  accountName: string;
+  accountName: pulumi.Input<string>;
   /** e.g. `Standard_RAGZRS` (backups) or `Standard_ZRS` (Milvus data). */
   sku: string;
   /** Subnets let through the firewall; everything else is denied. */

@@ -7,7 +7,7 @@ import { Props, record, str } from "./common";
  */
 
 export const STORAGE_ACCOUNT = "azure-native:storage:StorageAccount";
-/** Prefix of the backup account name (components/stack.ts: `compactName("milvusbk", stack)`). */
+/** Prefix of the backup account name (components/stack.ts: `globalNameOutput("milvusbk", stack)`). */
 export const BACKUP_ACCOUNT_PREFIX = "milvusbk";
 const TLS_OK = ["TLS1_2", "TLS1_3"];
 

@@ -1,9 +1,17 @@
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
+import * as yaml from "js-yaml";
 import { aksDefaults, kubeloginKubeconfig, SYSTEM_POOL_TAINT } from "../components/aksCluster";
 import { backupStorageDefaults } from "../components/backupStorage";
-import { RenderedResource, RenderResult, renderStack, ROOT } from "../tools/offline-runtime";
+import { globalName } from "../components/naming";
+import {
+  AKS_USER_KUBECONFIG,
+  RenderedResource,
+  RenderResult,
+  renderStack,
+  ROOT,
+} from "../tools/offline-runtime";
 
 type Obj = Record<string, unknown>;
 const ofType = (r: RenderResult, type: string) =>
@@ -35,11 +43,11 @@ describe("Azure layer", () => {
         managed: true,
         enableAzureRBAC: true,
         tenantID: "00000000-0000-0000-0000-000000000002",
-        adminGroupObjectIDs: ["6f1c2a5e-8d3b-4b7e-9a41-2c5d8e7f9b10"],
+        adminGroupObjectIDs: ["9b3e7d21-4c6a-4f08-8e5d-7a2b1c9f0e34"],
       });
       assert.deepEqual(cluster.oidcIssuerProfile, { enabled: true });
       assert.deepEqual(cluster.securityProfile, { workloadIdentity: { enabled: true } });
-      assert.equal(cluster.kubernetesVersion, "1.33");
+      assert.equal(cluster.kubernetesVersion, "1.36");
     });
 
     it("uses Azure CNI overlay with the Cilium dataplane and network policy", () => {
@@ -112,10 +120,11 @@ describe("Azure layer", () => {
         "aksManagedNodeOSUpgradeSchedule",
       ]);
       for (const w of windows) {
+        // Prod patches on Thursday, two days after staging; 20 h fits 21 surge batches of 55 min.
         assert.deepEqual(w.maintenanceWindow, {
-          schedule: { weekly: { dayOfWeek: "Sunday", intervalWeeks: 1 } },
-          durationHours: 4,
-          startTime: "01:00",
+          schedule: { weekly: { dayOfWeek: "Thursday", intervalWeeks: 1 } },
+          durationHours: 20,
+          startTime: "04:00",
           utcOffset: "+00:00",
         });
       }
@@ -133,7 +142,7 @@ describe("Azure layer", () => {
       );
       assert.deepEqual(
         admins.map((a) => [a.principalType, a.principalId]),
-        [["Group", "6f1c2a5e-8d3b-4b7e-9a41-2c5d8e7f9b10"]],
+        [["Group", "9b3e7d21-4c6a-4f08-8e5d-7a2b1c9f0e34"]],
       );
     });
 
@@ -144,11 +153,16 @@ describe("Azure layer", () => {
       // The kubeconfig is a secret.
       assert.equal(kubeconfig["4dabf18193072939515e22adb298388d"], "1b47061264138c4ac30d75fd1eb44270");
       const text = String(kubeconfig.value);
-      assert.match(text, /command: kubelogin/);
-      assert.match(
-        text,
-        /args: \[get-token, --login, azurecli, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630\]/,
-      );
+      const doc = yaml.load(text) as { users: { user: Obj }[] };
+      assert.deepEqual(doc.users[0]?.user.exec, {
+        apiVersion: "client.authentication.k8s.io/v1beta1",
+        args: ["get-token", "--login", "azurecli", "--server-id", "6dae42f8-4368-4678-94ff-3960e28e3630"],
+        command: "kubelogin",
+        env: null,
+        installHint:
+          "\nkubelogin is not installed which is required to connect to AAD enabled cluster.\n\nTo learn more, please go to https://aka.ms/aks/kubelogin",
+        provideClusterInfo: false,
+      });
       assert.doesNotMatch(text, /client-key-data|token:/);
     });
   });
@@ -185,7 +199,10 @@ describe("Azure layer", () => {
   describe("backup storage account", () => {
     it("is hardened: RA-GZRS, TLS 1.2, HTTPS only, no public or shared-key access, subnet-only firewall", () => {
       const account = one(prod, "storage:StorageAccount").inputs;
-      assert.equal(account.accountName, "milvusbkprod");
+      assert.equal(
+        account.accountName,
+        globalName("milvusbk", "prod", "00000000-0000-0000-0000-000000000001"),
+      );
       assert.deepEqual(account.sku, { name: "Standard_RAGZRS" });
       assert.equal(account.kind, "StorageV2");
       assert.equal(account.minimumTlsVersion, "TLS1_2");
@@ -201,11 +218,13 @@ describe("Azure layer", () => {
       assert.match(String(vnetRules[0].virtualNetworkResourceId), /\/subnets\/nodes$/);
     });
 
-    it("keeps versions and soft-deleted blobs and containers beyond the retention", () => {
+    it("keeps soft-deleted blobs and containers beyond the retention; versions only without WORM", () => {
       const svc = one(prod, "storage:BlobServiceProperties").inputs;
-      assert.equal(svc.isVersioningEnabled, true);
+      // prod has immutabilityDays 7: WORM replaces versioning (backupStorage.ts explains why).
+      assert.equal(svc.isVersioningEnabled, false);
       assert.deepEqual(svc.deleteRetentionPolicy, { enabled: true, days: 37 });
       assert.deepEqual(svc.containerDeleteRetentionPolicy, { enabled: true, days: 37 });
+      assert.equal(one(dev, "storage:BlobServiceProperties").inputs.isVersioningEnabled, true);
     });
 
     it("derives lifecycle rules from the retention and keeps the container private", () => {
@@ -220,11 +239,15 @@ describe("Azure layer", () => {
               filters: { blobTypes: ["blockBlob"], prefixMatch: ["milvus-backups/"] },
               actions: {
                 baseBlob: { delete: { daysAfterModificationGreaterThan: 60 } },
-                version: { delete: { daysAfterCreationGreaterThan: 30 } },
               },
             },
           },
         ],
+      });
+      const devRule = (one(dev, "storage:ManagementPolicy").inputs.policy as { rules: Obj[] }).rules[0];
+      assert.deepEqual((devRule.definition as Obj).actions, {
+        baseBlob: { delete: { daysAfterModificationGreaterThan: 37 } },
+        version: { delete: { daysAfterCreationGreaterThan: 7 } },
       });
       const container = one(prod, "storage:BlobContainer").inputs;
       assert.equal(container.containerName, "milvus-backups");
@@ -240,11 +263,12 @@ describe("Azure layer", () => {
     });
 
     it("exports what the DR stack needs", () => {
-      assert.equal(prod.outputs.backupAccountName, "milvusbkprod");
-      assert.equal(prod.outputs.backupPrimaryBlobEndpoint, "https://milvusbkprod.blob.core.windows.net/");
+      const account = globalName("milvusbk", "prod", "00000000-0000-0000-0000-000000000001");
+      assert.equal(prod.outputs.backupAccountName, account);
+      assert.equal(prod.outputs.backupPrimaryBlobEndpoint, `https://${account}.blob.core.windows.net/`);
       assert.equal(
         prod.outputs.backupSecondaryBlobEndpoint,
-        "https://milvusbkprod-secondary.blob.core.windows.net/",
+        `https://${account}-secondary.blob.core.windows.net/`,
       );
       assert.equal(prod.outputs.backupContainerName, "milvus-backups");
       assert.equal(prod.outputs.pairedLocation, "northeurope");
@@ -262,32 +286,25 @@ describe("Azure layer", () => {
       assert.deepEqual(backupStorageDefaults(30), {
         containerName: "milvus-backups",
         sku: "Standard_RAGZRS",
+        versioning: true,
         softDeleteDays: 37,
         lifecycleDeleteAfterDays: 60,
         versionDeleteAfterDays: 30,
       });
       assert.equal(backupStorageDefaults(400).softDeleteDays, 365);
+      assert.equal(backupStorageDefaults(30, 7).versioning, false);
     });
 
     it("kubeloginKubeconfig switches the exec plugin to the Azure CLI login", () => {
-      const input = [
-        "users:",
-        "- name: clusterUser",
-        "  user:",
-        "    exec:",
-        "      args:",
-        "      - get-token",
-        "      - --login",
-        "      - devicecode",
-        "      command: kubelogin",
-        "",
-      ].join("\n");
-      const out = kubeloginKubeconfig(input);
-      assert.match(
-        out,
-        /args: \[get-token, --login, azurecli, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630\]/,
-      );
-      assert.doesNotMatch(out, /devicecode/);
+      const out = yaml.load(kubeloginKubeconfig(AKS_USER_KUBECONFIG)) as { users: { user: Obj }[] };
+      assert.deepEqual((out.users[0]?.user.exec as Obj).args, [
+        "get-token",
+        "--login",
+        "azurecli",
+        "--server-id",
+        "6dae42f8-4368-4678-94ff-3960e28e3630",
+      ]);
+      assert.doesNotMatch(kubeloginKubeconfig(AKS_USER_KUBECONFIG), /devicecode/);
     });
   });
 

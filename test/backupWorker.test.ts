@@ -96,7 +96,7 @@ describe("backup worker deployment", () => {
 
   it("creates a private, zone-redundant registry the kubelet may pull from", () => {
     const [registry] = ofType(prod, "azure-native:containerregistry:Registry");
-    assert.equal(registry.registryName, "milvusacrprod");
+    assert.equal(registry.registryName, "milvusacrprod3cd4f0");
     assert.deepEqual(registry.sku, { name: "Premium" });
     assert.equal(registry.adminUserEnabled, false);
     assert.equal(registry.anonymousPullEnabled, false);
@@ -141,7 +141,7 @@ describe("backup worker deployment", () => {
         // The primary's account id, read from the prod stack's outputs.
         [
           BUILTIN_ROLES.storageBlobDataReader,
-          "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/milvus-prod-rg/providers/Microsoft.Storage/storageAccounts/milvusbkprod",
+          "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/milvus-prod-rg/providers/Microsoft.Storage/storageAccounts/milvusbkprod3cd4f0",
         ],
       ],
     );
@@ -169,7 +169,7 @@ describe("backup worker deployment", () => {
     assert.deepEqual(env, {
       MILVUS_ADDRESS: "milvus.milvus.svc.cluster.local:19530",
       BACKUP_CONTAINER: "milvus-backups",
-      AZURE_STORAGE_ACCOUNT_URL: "https://milvusbkprod.blob.core.windows.net/",
+      AZURE_STORAGE_ACCOUNT_URL: "https://milvusbkprod3cd4f0.blob.core.windows.net/",
       MILVUS_TOKEN: { secretKeyRef: { name: "milvus-backup-credentials", key: "MILVUS_TOKEN" } },
     });
     const secret = k8sNamed(prod, "Secret", "milvus-backup-credentials");
@@ -177,7 +177,7 @@ describe("backup worker deployment", () => {
     for (const c of [...pod.spec.initContainers, ...pod.spec.containers] as Obj[]) {
       assert.equal(c.securityContext.readOnlyRootFilesystem, true);
       assert.equal(c.securityContext.runAsNonRoot, true);
-      assert.match(String(c.image), /^milvusacrprod\.azurecr\.io\/milvus-backup:0\.1\.0$/);
+      assert.match(String(c.image), /^milvusacrprod3cd4f0\.azurecr\.io\/milvus-backup:0\.1\.0$/);
     }
     for (const r of [prod, dr]) assert.deepEqual(keyMaterial(r), []);
   });
@@ -196,6 +196,7 @@ describe("backup worker deployment", () => {
       type: "kubernetes:core/v1:Secret",
       name: "k",
       inputs: { stringData: { AZURE_STORAGE_KEY: "x" } },
+      options: leaky.resources[0].options,
     });
     assert.equal(keyMaterial(leaky).length, 3);
   });
@@ -229,7 +230,7 @@ describe("backup worker deployment", () => {
   });
 
   it("exports the registry and image for the build-and-push runbook", () => {
-    assert.equal(prod.outputs.backupRegistryLoginServer, "milvusacrprod.azurecr.io");
-    assert.equal(prod.outputs.backupWorkerImage, "milvusacrprod.azurecr.io/milvus-backup:0.1.0");
+    assert.equal(prod.outputs.backupRegistryLoginServer, "milvusacrprod3cd4f0.azurecr.io");
+    assert.equal(prod.outputs.backupWorkerImage, "milvusacrprod3cd4f0.azurecr.io/milvus-backup:0.1.0");
   });
 });

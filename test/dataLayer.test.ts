@@ -501,6 +501,7 @@ describe("data layer", () => {
       type: "kubernetes:core/v1:ConfigMap",
       name: "leak",
       inputs: { data: { p: "mock-secret-x" } },
+      options: leaky.resources[0].options,
     });
     assert.deepEqual(plaintextSecrets(leaky), ["kubernetes:core/v1:ConfigMap leak.data.p: mock-secret-x"]);
     for (const res of prod.resources.filter((x) => x.type === "kubernetes:core/v1:Secret")) {
@@ -683,7 +684,7 @@ describe("data layer", () => {
     assert.deepEqual(conf.minio, {
       address: "core.windows.net",
       port: 443,
-      accessKeyID: "milvusdataprod",
+      accessKeyID: "milvusdataprod3cd4f0",
       secretAccessKey: "",
       useSSL: true,
       bucketName: "milvus",
@@ -706,7 +707,7 @@ describe("data layer", () => {
     }
     const azure = (type: string) => blob.resources.filter((r) => r.type === `azure-native:${type}`);
     const accounts = azure("storage:StorageAccount").map((r) => r.inputs);
-    const data = accounts.find((a) => a.accountName === "milvusdataprod")!;
+    const data = accounts.find((a) => a.accountName === "milvusdataprod3cd4f0")!;
     assert.equal((data.sku as Obj).name, "Standard_ZRS");
     assert.equal(data.allowSharedKeyAccess, false);
     assert.equal(data.allowBlobPublicAccess, false);

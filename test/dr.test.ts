@@ -70,7 +70,7 @@ describe("disaster-recovery stacks", () => {
       );
       assert.equal(
         dr.outputs.restoreSourceBlobEndpoint,
-        "https://milvusbkprod-secondary.blob.core.windows.net/",
+        "https://milvusbkprod3cd4f0-secondary.blob.core.windows.net/",
       );
       assert.equal(dr.outputs.restoreSourceContainerName, "milvus-backups");
       assert.equal(dr.outputs.primaryMilvusImageTag, dr.config.milvus.imageTag);
@@ -129,6 +129,9 @@ describe("disaster-recovery stacks", () => {
     assert.equal(rules[1]?.virtualNetworkResourceId, DR_SUBNET);
     // A plain prod stack (no standby yet) keeps its own subnet only, and restores from its own account.
     const plain = await renderStack("prod");
-    assert.equal(plain.outputs.restoreSourceBlobEndpoint, "https://milvusbkprod.blob.core.windows.net/");
+    assert.equal(
+      plain.outputs.restoreSourceBlobEndpoint,
+      "https://milvusbkprod3cd4f0.blob.core.windows.net/",
+    );
   });
 });

@@ -119,8 +119,48 @@ describe("workflow files", () => {
   });
 });
 
+/**
+ * Jobs that reach a cluster (they install kubelogin) must run kubelogin with workload identity and the
+ * job's own client id: `--login azurecli` fails once the GitHub assertion handed to az expires
+ * (AADSTS700024, azure-cli#28708, Azure/login#372); kubelogin's workloadidentity login fetches a fresh
+ * GitHub OIDC token per request (Azure/kubelogin, githubactionscredential.go) and AAD_LOGIN_METHOD
+ * overrides the kubeconfig's `--login` (kubelogin's environment override).
+ */
+function kubeloginProblems(wf: Workflow): string[] {
+  const problems: string[] = [];
+  for (const [name, job] of Object.entries(wf.jobs)) {
+    if (!job.steps.some((s) => s.uses?.startsWith("Azure/use-kubelogin@"))) continue;
+    const login = job.steps.find((s) => s.uses?.startsWith("Azure/login@"));
+    const env = job.env ?? {};
+    if (env.AAD_LOGIN_METHOD !== "workloadidentity")
+      problems.push(`${name}: AAD_LOGIN_METHOD is not workloadidentity`);
+    if (env.AZURE_CLIENT_ID === undefined || env.AZURE_CLIENT_ID !== login?.with?.["client-id"])
+      problems.push(`${name}: AZURE_CLIENT_ID is not the client id the job logs in with`);
+    if (env.AZURE_TENANT_ID !== "${{ vars.AZURE_TENANT_ID }}")
+      problems.push(`${name}: AZURE_TENANT_ID is not set`);
+    if (job.permissions?.["id-token"] !== "write")
+      problems.push(`${name}: no id-token: write for the GitHub OIDC token`);
+  }
+  return problems;
+}
+
 describe("workflow security", () => {
   const all = files.map((f) => [f, load(f)] as const);
+
+  it("runs kubelogin with workload identity in every job that reaches a cluster", () => {
+    let jobs = 0;
+    for (const [f, wf] of all) {
+      assert.deepEqual(kubeloginProblems(wf), [], f);
+      jobs += Object.values(wf.jobs).filter((j) =>
+        j.steps.some((s) => s.uses?.startsWith("Azure/use-kubelogin@")),
+      ).length;
+    }
+    assert.equal(jobs, 3, "preview, preprod and production reach a cluster");
+    // The check fails on a job that leaves kubelogin on the az CLI login.
+    const broken = load("deploy.yml");
+    delete broken.jobs.production.env?.AAD_LOGIN_METHOD;
+    assert.deepEqual(kubeloginProblems(broken), ["production: AAD_LOGIN_METHOD is not workloadidentity"]);
+  });
 
   it("stores no Azure secret: OIDC login from repository/environment variables only", () => {
     for (const [f, wf] of all) {
@@ -219,7 +259,7 @@ describe("preview workflow", () => {
     const job = wf.jobs.preview;
     assert.equal(
       job.strategy?.matrix && (job.strategy.matrix as Obj).stack,
-      "${{ fromJSON(needs.stacks.outputs.stacks) }}",
+      "${{ fromJSON(needs.stacks.outputs.live) }}",
     );
     assert.equal(job.env?.MILVUS_AKS_STACK, "${{ matrix.stack }}");
     assert.equal(job.env.ARM_USE_OIDC, "true");
@@ -231,6 +271,34 @@ describe("preview workflow", () => {
     assert.equal(pulumi.with["always-include-summary"], true);
     // No continue-on-error anywhere: a mandatory policy violation fails `pulumi preview`, and so the job.
     assert.ok(job.steps.every((s) => !("continue-on-error" in s)));
+  });
+
+  it("previews production stacks only offline: a pull request never reaches prod or dr", () => {
+    const repo = fs.mkdtempSync(path.join(os.tmpdir(), "live-"));
+    try {
+      git(repo, "init", "-q", "-b", "main");
+      const stackFile = (env: string) => `config:\n  milvus-aks:environment: ${env}\n`;
+      for (const s of ["dev", "staging", "prod", "dr"])
+        fs.writeFileSync(path.join(repo, `Pulumi.${s}.yaml`), stackFile(s));
+      fs.writeFileSync(path.join(repo, "index.ts"), "1\n");
+      git(repo, "add", "-A");
+      git(repo, "commit", "-q", "-m", "base");
+      const base = git(repo, "rev-parse", "HEAD");
+      fs.writeFileSync(path.join(repo, "index.ts"), "2\n");
+      git(repo, "commit", "-q", "-am", "program");
+      const head = git(repo, "rev-parse", "HEAD");
+      const { outputs } = runStep(step(wf, "stacks", "affected"), repo, { BASE_SHA: base, HEAD_SHA: head });
+      assert.deepEqual(JSON.parse(outputs.stacks), ["dev", "dr", "prod", "staging"]);
+      assert.deepEqual(JSON.parse(outputs.live), ["dev", "staging"]);
+    } finally {
+      fs.rmSync(repo, { recursive: true, force: true });
+    }
+    assert.equal(
+      (wf.jobs.preview.strategy?.matrix as Obj).stack,
+      "${{ fromJSON(needs.stacks.outputs.live) }}",
+    );
+    // The offline render diff still covers every stack, production included.
+    assert.match(JSON.stringify(wf.jobs["render-diff"]), /needs\.stacks\.outputs\.all/);
   });
 
   describe("affected stacks", () => {

@@ -1,8 +1,11 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
+import { getMonitor } from "@pulumi/pulumi/runtime/settings";
 import * as yaml from "js-yaml";
 import { loadStackConfig, StackConfig } from "../components/config";
+import { globalName } from "../components/naming";
 import { createStack } from "../components/stack";
 
 /**
@@ -23,6 +26,21 @@ export interface RenderedResource {
   name: string;
   /** Inputs as the engine receives them; secret values stay wrapped (see {@link isSecretValue}). */
   inputs: Record<string, unknown>;
+  /** The resource options the engine receives with the registration (RegisterResourceRequest). */
+  options: RegisteredOptions;
+}
+
+/** What `pulumi up` is told about a resource besides its inputs: ordering and lifecycle options. */
+export interface RegisteredOptions {
+  urn: string;
+  /** URNs this resource waits for (explicit `dependsOn`, expanded through components, and input dependencies). */
+  dependencies: string[];
+  protect: boolean;
+  retainOnDelete: boolean;
+  ignoreChanges: string[];
+  replaceOnChanges: string[];
+  deleteBeforeReplace: boolean;
+  customTimeouts: { create: string; update: string; delete: string } | undefined;
 }
 
 export interface RenderResult {
@@ -30,6 +48,8 @@ export interface RenderResult {
   config: StackConfig;
   resources: RenderedResource[];
   outputs: Record<string, unknown>;
+  /** Warnings the program logged (e.g. a Kubernetes version near end of life). */
+  warnings: string[];
 }
 
 export function isSecretValue(v: unknown): v is { value: unknown } {
@@ -131,7 +151,7 @@ function computedOutputs(
     case "pulumi:pulumi:StackReference": {
       // A dr stack's view of its primary: the outputs a render of that stack exports.
       const primary = String(inputs.name).split("/").pop() ?? "prod";
-      const account = `milvusbk${primary}`;
+      const account = globalName("milvusbk", primary, FAKE_SUBSCRIPTION);
       return {
         name: inputs.name,
         outputs: {
@@ -156,16 +176,59 @@ function computedOutputs(
   }
 }
 
-const FAKE_KUBECONFIG = [
-  "apiVersion: v1",
-  "kind: Config",
-  "clusters: [{name: aks, cluster: {server: 'https://aks.invalid:443'}}]",
-  "contexts: [{name: aks, context: {cluster: aks, user: clusterUser}}]",
-  "current-context: aks",
-  "users: [{name: clusterUser, user: {exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: kubelogin, args: [get-token, --login, devicecode, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630]}}}]",
-].join("\n");
+/**
+ * The user kubeconfig in the shape AKS returns it from listClusterUserCredential (format `exec`) for an
+ * Entra ID cluster: block sequences, `env: null`, `installHint`, `provideClusterInfo: false`, and the
+ * device-code login with the first-party server and client ids (Azure/kubelogin#193 and #93 show it
+ * verbatim). Exported so tests parse exactly what the program is handed.
+ */
+export const AKS_USER_KUBECONFIG = `apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUU2RENDQXRDZ0F3SUJBZ0lRCi0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0K
+    server: https://milvus-prod-dns-4f2a9c1b.hcp.westeurope.azmk8s.io:443
+  name: milvus-prod-aks
+contexts:
+- context:
+    cluster: milvus-prod-aks
+    user: clusterUser_milvus-prod-rg_milvus-prod-aks
+  name: milvus-prod-aks
+current-context: milvus-prod-aks
+kind: Config
+preferences: {}
+users:
+- name: clusterUser_milvus-prod-rg_milvus-prod-aks
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      args:
+      - get-token
+      - --environment
+      - AzurePublicCloud
+      - --server-id
+      - 6dae42f8-4368-4678-94ff-3960e28e3630
+      - --client-id
+      - 80faf920-1908-4b52-b5ef-a8e7bedfc67a
+      - --tenant-id
+      - ${FAKE_TENANT}
+      - --login
+      - devicecode
+      command: kubelogin
+      env: null
+      installHint: '
 
-function mockCall(token: string, inputs: Record<string, unknown>): Record<string, unknown> {
+        kubelogin is not installed which is required to connect to AAD enabled cluster.
+
+
+        To learn more, please go to https://aka.ms/aks/kubelogin'
+      provideClusterInfo: false
+`;
+
+function mockCall(
+  token: string,
+  inputs: Record<string, unknown>,
+  livePools: Record<string, number>,
+): Record<string, unknown> {
   switch (token) {
     case "azure-native:authorization:getClientConfig":
       return {
@@ -176,8 +239,25 @@ function mockCall(token: string, inputs: Record<string, unknown>): Record<string
       };
     case "azure-native:containerservice:listManagedClusterUserCredentials":
       return {
-        kubeconfigs: [{ name: "clusterUser", value: Buffer.from(FAKE_KUBECONFIG).toString("base64") }],
+        kubeconfigs: [{ name: "clusterUser", value: Buffer.from(AKS_USER_KUBECONFIG).toString("base64") }],
       };
+    case "azure-native:containerservice:getAgentPool": {
+      const poolName = String(inputs.agentPoolName);
+      const count = livePools[poolName] as number | undefined;
+      if (count === undefined) {
+        // What the provider reports for a pool (or cluster) that does not exist yet: azure-native's
+        // azcore error text for ARM's 404, carried as a gRPC error's `details` (the SDK rethrows
+        // `new Error(err.details)`, runtime/invoke.ts).
+        const details = [
+          `GET https://management.azure.com/subscriptions/${FAKE_SUBSCRIPTION}/resourceGroups/${String(inputs.resourceGroupName)}/providers/Microsoft.ContainerService/managedClusters/${String(inputs.resourceName)}/agentPools/${poolName}`,
+          "--------------------------------------------------------------------------------",
+          "RESPONSE 404: 404 Not Found",
+          "ERROR CODE: NotFound",
+        ].join("\n");
+        throw Object.assign(new Error(details), { code: 2, details });
+      }
+      return { name: poolName, count, enableAutoScaling: true };
+    }
     default:
       return inputs;
   }
@@ -188,6 +268,72 @@ export interface RenderOptions {
   stackFile?: string;
   /** Extra or replacement config entries (`milvus-aks:key` → value), applied over the file. */
   overrides?: Record<string, unknown>;
+  /**
+   * Node counts of pools that already exist, by pool name (an update of a deployed cluster); pools not
+   * listed do not exist yet (a first `pulumi up`). @default {}
+   */
+  livePools?: Record<string, number>;
+  /** The date version lifecycles are judged at. @default `MILVUS_AKS_TODAY`, else now */
+  today?: Date;
+}
+
+const readOptions: RegisteredOptions = {
+  urn: "",
+  dependencies: [],
+  protect: false,
+  retainOnDelete: false,
+  ignoreChanges: [],
+  replaceOnChanges: [],
+  deleteBeforeReplace: false,
+  customTimeouts: undefined,
+};
+
+type RegisterCallback = (err: unknown, res: unknown) => void;
+
+/**
+ * Makes the MockMonitor that `pulumi.runtime.setMocks` installed also keep the resource options of each
+ * registration (everything else, including the runtime's feature flags, stays as setMocks set it).
+ */
+function recordOptions(monitor: MockMonitor): Map<string, RegisteredOptions> {
+  const options = new Map<string, RegisteredOptions>();
+  const register = monitor.registerResource.bind(monitor) as (
+    req: RegisterRequest,
+    cb: RegisterCallback,
+  ) => Promise<void>;
+  (monitor as unknown as { registerResource: typeof register }).registerResource = async (req, callback) => {
+    const timeouts = req.getCustomtimeouts();
+    const key = `${req.getType()}::${req.getName()}`;
+    await register(req, (err, res) => {
+      const urn = (res as { getUrn?: () => string } | undefined)?.getUrn?.() ?? "";
+      options.set(key, {
+        urn,
+        dependencies: req.getDependenciesList(),
+        protect: req.getProtect() ?? false,
+        retainOnDelete: req.getRetainondelete() ?? false,
+        ignoreChanges: req.getIgnorechangesList(),
+        replaceOnChanges: req.getReplaceonchangesList(),
+        deleteBeforeReplace: req.getDeletebeforereplace(),
+        customTimeouts: timeouts
+          ? { create: timeouts.getCreate(), update: timeouts.getUpdate(), delete: timeouts.getDelete() }
+          : undefined,
+      });
+      callback(err, res);
+    });
+  };
+  return options;
+}
+
+/** The parts of Pulumi's RegisterResourceRequest (proto/resource_pb) the recorder reads. */
+interface RegisterRequest {
+  getType(): string;
+  getName(): string;
+  getDependenciesList(): string[];
+  getProtect(): boolean | undefined;
+  getRetainondelete(): boolean | undefined;
+  getIgnorechangesList(): string[];
+  getReplaceonchangesList(): string[];
+  getDeletebeforereplace(): boolean;
+  getCustomtimeouts(): { getCreate(): string; getUpdate(): string; getDelete(): string } | undefined;
 }
 
 /** Runs the program for one stack under mocks; serialised because the Pulumi runtime is global. */
@@ -204,7 +350,8 @@ async function renderNow(stack: string, options: RenderOptions): Promise<RenderR
   for (const [k, v] of Object.entries(options.overrides ?? {})) {
     config[k] = typeof v === "string" ? v : JSON.stringify(v);
   }
-  const resources: RenderedResource[] = [];
+  const resources: Omit<RenderedResource, "options">[] = [];
+  const livePools = options.livePools ?? {};
   await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
@@ -217,14 +364,19 @@ async function renderNow(stack: string, options: RenderOptions): Promise<RenderR
           },
         };
       },
-      call: (args) => mockCall(args.token, args.inputs as Record<string, unknown>),
+      call: (args) => mockCall(args.token, args.inputs as Record<string, unknown>, livePools),
     },
     PROJECT,
     stack,
     true,
   );
+  const monitor = getMonitor();
+  if (!(monitor instanceof MockMonitor))
+    throw new Error("pulumi.runtime.setMocks did not install a MockMonitor");
+  const registered = recordOptions(monitor);
   pulumi.runtime.setAllConfig(config);
-  const cfg = loadStackConfig();
+  const warnings: string[] = [];
+  const cfg = loadStackConfig({ today: options.today, warn: (m) => warnings.push(m) });
   const outputs = createStack(cfg);
   const resolved = await new Promise<Record<string, unknown>>((resolve) => {
     pulumi.output(outputs).apply((o) => {
@@ -239,7 +391,12 @@ async function renderNow(stack: string, options: RenderOptions): Promise<RenderR
     }
   }
   await pulumi.runtime.disconnect();
-  return { stack, config: cfg, resources, outputs: resolved };
+  const withOptions = resources.map((r) => {
+    const opts = registered.get(`${r.type}::${r.name}`);
+    // Reads (a StackReference) are not registrations: they carry no options.
+    return { ...r, options: opts ?? readOptions };
+  });
+  return { stack, config: cfg, resources: withOptions, outputs: resolved, warnings };
 }
 
 /** Kubernetes objects (not providers, Helm releases or components) among the rendered resources. */

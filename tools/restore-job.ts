@@ -2,19 +2,26 @@ import { spawnSync } from "node:child_process";
 import * as yaml from "js-yaml";
 
 /**
- * `npm run restore-job -- --stack <stack> --backup <id> [--target <name>] [--drop-existing]
- *   [--index-fallback <type>] [--namespace milvus] [--context <kubectl context>]
+ * `npm run restore-job -- --stack <stack> [--command restore|verify|list] --backup <id> [--target <name>]
+ *   [--drop-existing] [--index-fallback <type>] [--namespace milvus] [--context <kubectl context>]
  *   [--storage-account-url <url> --container <name>] [--dry-run]`
  *
  * Creates a one-off Job from the backup CronJob's own pod template (same image, identity, Secret,
- * network policy and node placement), with the worker's `restore` command, waits for it and reports
- * the result. Nothing is edited by hand and no new credentials are involved.
+ * network policy and node placement), with the worker's `restore` (or `verify`, or `list --json`)
+ * command, waits for it and reports the result. Nothing is edited by hand and no new credentials are
+ * involved: the Blob data plane is reached from the cluster's subnet (which the backup account's
+ * firewall admits) with the worker's workload identity, never from the operator's machine. `list`
+ * prints the worker's JSON document on stdout.
  */
 
 type Obj = Record<string, unknown>;
 
+export type JobCommand = "restore" | "verify" | "list";
+
 export interface RestoreRequest {
   stack: string;
+  command: JobCommand;
+  /** Backup id; empty for `list`. */
   backup: string;
   target?: string;
   dropExisting: boolean;
@@ -34,7 +41,7 @@ export interface RestoreRequest {
 }
 
 const USAGE =
-  "usage: npm run restore-job -- --stack <stack> --backup <backupId> [--target <collection>] [--drop-existing] " +
+  "usage: npm run restore-job -- --stack <stack> [--command restore|verify|list] --backup <backupId> [--target <collection>] [--drop-existing] " +
   "[--index-fallback <indexType>] [--namespace milvus] [--cronjob milvus-backup] [--context <kube-context>] " +
   "[--storage-account-url <https://account-secondary.blob.core.windows.net/> --container <name>] " +
   "[--timeout <seconds>] [--dry-run]";
@@ -46,6 +53,7 @@ export function parseRestoreArgs(argv: string[]): RestoreRequest | { problems: s
   const flags = new Set<string>();
   const valued = new Set([
     "--stack",
+    "--command",
     "--backup",
     "--target",
     "--index-fallback",
@@ -71,10 +79,14 @@ export function parseRestoreArgs(argv: string[]): RestoreRequest | { problems: s
     }
   }
   const stack = values.get("--stack");
-  const backup = values.get("--backup");
+  const command = values.get("--command") ?? "restore";
+  if (command !== "restore" && command !== "verify" && command !== "list")
+    problems.push(`--command ${JSON.stringify(command)} is not one of restore, verify, list`);
+  const backup = values.get("--backup") ?? (command === "list" ? "" : undefined);
   if (!stack)
-    problems.push("--stack is required (the Pulumi stack whose cluster runs the restore, e.g. prod or dr)");
-  if (!backup) problems.push("--backup is required (a backup id from `npm run -s worker -- list`)");
+    problems.push("--stack is required (the Pulumi stack whose cluster runs the Job, e.g. prod or dr)");
+  if (backup === undefined)
+    problems.push("--backup is required (a backup id from `npm run -s restore-job -- --command list`)");
   if (backup && !/^[A-Za-z0-9_.:-]+$/.test(backup))
     problems.push(`--backup ${JSON.stringify(backup)} is not a backup id`);
   const target = values.get("--target");
@@ -95,9 +107,10 @@ export function parseRestoreArgs(argv: string[]): RestoreRequest | { problems: s
   const timeout = Number(values.get("--timeout") ?? "21600");
   if (!Number.isInteger(timeout) || timeout < 60)
     problems.push("--timeout must be an integer number of seconds >= 60");
-  if (problems.length > 0 || !stack || !backup) return { problems };
+  if (problems.length > 0 || !stack || backup === undefined) return { problems };
   return {
     stack,
+    command: command as JobCommand,
     backup,
     target,
     dropExisting: flags.has("--drop-existing"),
@@ -110,6 +123,23 @@ export function parseRestoreArgs(argv: string[]): RestoreRequest | { problems: s
     dryRun: flags.has("--dry-run"),
     timeoutSeconds: timeout,
   };
+}
+
+/** The worker arguments of the Job's command. */
+export function workerArgs(
+  req: Pick<RestoreRequest, "command" | "backup" | "target" | "dropExisting" | "indexFallback">,
+): string[] {
+  if (req.command === "list") return ["list", "--json"];
+  if (req.command === "verify") return ["verify", "--backup", req.backup];
+  return restoreArgs(req);
+}
+
+/** The worker's `list --json` document among a Job's log lines (stderr carries the worker's log). */
+export function listedDocument(logs: string): string | undefined {
+  return logs
+    .split("\n")
+    .filter((line) => line.startsWith('{"backups":'))
+    .at(-1);
 }
 
 /** The worker arguments of a restore. */
@@ -159,7 +189,7 @@ export function restoreJobFromCronJob(cronJob: Obj, req: RestoreRequest, now: Da
     );
   }
   const stamp = now.toISOString().replace(/[-:T]/g, "").slice(0, 14);
-  const name = `milvus-restore-${stamp}`;
+  const name = `milvus-${req.command}-${stamp}`;
   const { initContainers: _dropped, ...restOfPod } = podSpec;
   return {
     apiVersion: "batch/v1",
@@ -182,7 +212,7 @@ export function restoreJobFromCronJob(cronJob: Obj, req: RestoreRequest, now: Da
         spec: {
           ...restOfPod,
           restartPolicy: "Never",
-          containers: [{ ...base, name: "restore", args: restoreArgs(req), env: restoreEnv(base, req) }],
+          containers: [{ ...base, name: req.command, args: workerArgs(req), env: restoreEnv(base, req) }],
         },
       },
     },
@@ -225,7 +255,7 @@ function main(): number {
     return 1;
   }
   console.error(
-    `restore-job: Job ${req.namespace}/${name} restores backup ${req.backup}; waiting up to ${req.timeoutSeconds}s`,
+    `restore-job: Job ${req.namespace}/${name} runs \`${workerArgs(req).join(" ")}\`; waiting up to ${req.timeoutSeconds}s`,
   );
   // Wait for either terminal condition, whichever comes first.
   const deadline = Date.now() + req.timeoutSeconds * 1000;
@@ -233,11 +263,22 @@ function main(): number {
     const st = kubectl(req, ["get", "job", name, "-o", "jsonpath={.status.succeeded}/{.status.failed}"]);
     const [succeeded, failed = ""] = st.stdout.split("/");
     if (succeeded === "1" || (failed !== "" && failed !== "0") || Date.now() > deadline) {
-      const logs = kubectl(req, ["logs", `job/${name}`, "--tail", "50"]);
+      const logs = kubectl(req, ["logs", `job/${name}`, ...(req.command === "list" ? [] : ["--tail", "50"])]);
+      if (req.command === "list" && succeeded === "1") {
+        const doc = listedDocument(logs.stdout);
+        if (doc === undefined) {
+          console.error(`restore-job: Job ${name} printed no backup list; see \`kubectl -n ${req.namespace} logs job/${name}\``);
+          return 1;
+        }
+        process.stdout.write(`${doc}\n`);
+        return 0;
+      }
       process.stderr.write(logs.stdout);
       if (succeeded === "1") {
         console.log(
-          `restore-job: Job ${name} succeeded: backup ${req.backup} restored${req.target ? ` as ${req.target}` : ""}`,
+          req.command === "verify"
+            ? `restore-job: Job ${name} succeeded: backup ${req.backup} verified`
+            : `restore-job: Job ${name} succeeded: backup ${req.backup} restored${req.target ? ` as ${req.target}` : ""}`,
         );
         return 0;
       }
