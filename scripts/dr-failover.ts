@@ -4,9 +4,16 @@ import { spawnSync } from "node:child_process";
  * `npm run dr:failover -- --from prod --to dr [--collection <name> ...] [--max-age-hours 30]
  *   [--data-min-count 2] [--execute]`
  *
- * Fails Milvus over to the dr stack in the paired region. Dry-run by default: it reads both stacks'
- * outputs, checks the latest complete backups on the primary's geo-replicated secondary and prints
- * every command it would run. With `--execute` it runs them in order and stops at the first failure.
+ * Fails Milvus over to the dr stack in the paired region. Dry-run by default: it reads the dr stack's
+ * outputs and prints every command it would run. With `--execute` it runs them in order and stops at
+ * the first failure.
+ *
+ * Where each step runs matters on the worst day. Prod's backup account admits only subnets through its
+ * firewall, so every Blob data-plane step (list, verify, restore) runs as a Job in the dr cluster, whose
+ * node subnet prod's `dr.standbySubnetIds` lets through, with the worker's workload identity (Blob Data
+ * Reader on prod's account). The operator needs the Pulumi backend, rights to deploy the dr stack and
+ * the dr cluster's RBAC, and no standing Blob data role at all. The config change that activates the dr
+ * stack is committed and pushed, so CI's next deploy of main cannot undo the failover.
  */
 
 export interface FailoverRequest {
@@ -27,8 +34,14 @@ export interface ListedBackup {
   bytes: number;
 }
 
+/** Where a step runs: on the operator's (or CI's) machine, or as a Job inside the dr cluster. */
+export type Where = "operator" | "dr-cluster";
+
 export interface Step {
   title: string;
+  where: Where;
+  /** Reads or writes backup blobs (and so must pass prod's storage firewall). */
+  dataPlane: boolean;
   /** Built from the dr stack's outputs as they are when the step runs (a cold standby gains its cluster at `pulumi up`). */
   command: (dr: StackOutputs) => string[];
   /** The dr stack's outputs change with this step and are read again after it. */
@@ -142,34 +155,71 @@ const configSet = (stack: string, key: string, value: string) => [
   value,
 ];
 
-/** The ordered commands of a failover, from the two stacks' outputs and the chosen backups. */
-export function failoverPlan(req: FailoverRequest, dr: StackOutputs, chosen: ListedBackup[]): Step[] {
-  const source = [
+/** A worker command run as a Job in the dr cluster, reading prod's geo-replicated secondary. */
+function inClusterJob(req: FailoverRequest, dr: StackOutputs, args: string[]): string[] {
+  return [
+    "npm",
+    "run",
+    "-s",
+    "restore-job",
+    "--",
+    "--stack",
+    req.to,
+    ...args,
     "--storage-account-url",
     dr.restoreSourceBlobEndpoint,
     "--container",
     dr.restoreSourceContainerName,
   ];
+}
+
+/** Lists the complete backups on prod's secondary, from inside the dr cluster. */
+export function listStep(req: FailoverRequest): Step {
+  return {
+    title: "list the complete backups on the primary's secondary endpoint (Job in the dr cluster)",
+    where: "dr-cluster",
+    dataPlane: true,
+    command: (dr) => inClusterJob(req, dr, ["--command", "list"]),
+  };
+}
+
+/**
+ * Brings the dr stack up: the activating config change, committed and pushed (CI deploys main on every
+ * push; an uncommitted change would be undone by the next deploy), `pulumi up`, and cluster credentials.
+ */
+export function activationSteps(req: FailoverRequest): Step[] {
+  const file = `Pulumi.${req.to}.yaml`;
+  const operator = { where: "operator" as const, dataPlane: false };
   return [
-    ...chosen.map((b) => ({
-      title: `verify backup ${b.backupId} (${b.collection}, ${String(b.rows)} rows) on the secondary`,
-      command: () => ["npm", "run", "-s", "worker", "--", "verify", "--backup", b.backupId, ...source],
-    })),
     {
+      ...operator,
       title: `scale the ${req.to} stack's data pools to ${req.dataMinCount} nodes per zone`,
       command: () => configSet(req.to, "nodePools.data.minCount", String(req.dataMinCount)),
     },
     {
       // A cold standby deploys its cluster only once activated; for a warm one this changes nothing.
+      ...operator,
       title: `activate the ${req.to} stack`,
       command: () => configSet(req.to, "dr.activated", "true"),
     },
     {
+      ...operator,
+      title: `commit ${file}, so the next deploy of main keeps the failover`,
+      command: () => ["git", "commit", "-m", `dr: fail over from ${req.from} to ${req.to}`, "--", file],
+    },
+    {
+      ...operator,
+      title: "push the commit to main (if main is protected, merge it before anything else is deployed)",
+      command: () => ["git", "push", "origin", "HEAD:main"],
+    },
+    {
+      ...operator,
       title: `bring up the ${req.to} stack`,
       command: () => ["pulumi", "up", "--stack", req.to, "--yes", "--skip-preview"],
       refreshesOutputs: true,
     },
     {
+      ...operator,
       title: "fetch user credentials for the dr cluster (kubelogin, no admin credentials)",
       command: (now) => [
         "az",
@@ -183,25 +233,28 @@ export function failoverPlan(req: FailoverRequest, dr: StackOutputs, chosen: Lis
       ],
     },
     {
+      ...operator,
       title: "convert the kubeconfig for kubelogin",
       command: () => ["kubelogin", "convert-kubeconfig", "-l", "azurecli"],
     },
+  ];
+}
+
+/** Verifies and restores the chosen backups, each as a Job in the dr cluster. */
+export function restoreSteps(req: FailoverRequest, chosen: ListedBackup[]): Step[] {
+  const job = { where: "dr-cluster" as const, dataPlane: true };
+  return [
+    ...chosen.map((b) => ({
+      ...job,
+      title: `verify backup ${b.backupId} (${b.collection}, ${String(b.rows)} rows) on the secondary`,
+      command: (dr: StackOutputs) => inClusterJob(req, dr, ["--command", "verify", "--backup", b.backupId]),
+    })),
     ...chosen.map((b) => ({
       // The worker restores into a temporary collection, checks the row count against the manifest and
       // only then renames it into place, so a failed restore leaves nothing under the target name.
+      ...job,
       title: `restore ${b.collection} from ${b.backupId} and verify ${String(b.rows)} rows`,
-      command: () => [
-        "npm",
-        "run",
-        "-s",
-        "restore-job",
-        "--",
-        "--stack",
-        req.to,
-        "--backup",
-        b.backupId,
-        ...source,
-      ],
+      command: (dr: StackOutputs) => inClusterJob(req, dr, ["--backup", b.backupId]),
     })),
   ];
 }
@@ -249,48 +302,56 @@ export function failover(
   now: Date,
   log: (line: string) => void,
 ): number {
-  const dr = outputsOf(req.to, runner);
-  const listed = runner([
-    "npm",
-    "run",
-    "-s",
-    "worker",
-    "--",
-    "list",
-    "--json",
-    "--storage-account-url",
-    dr.restoreSourceBlobEndpoint,
-    "--container",
-    dr.restoreSourceContainerName,
-  ]);
+  let outputs = outputsOf(req.to, runner);
+  let n = 0;
+  const runSteps = (steps: Step[]): boolean => {
+    for (const step of steps) {
+      n++;
+      const command = step.command(outputs);
+      log(`  ${n}. [${step.where}] ${step.title}\n     $ ${command.join(" ")}`);
+      if (!req.execute) continue;
+      const started = Date.now();
+      const res = runner(command);
+      if (res.status !== 0) {
+        log(
+          `dr:failover: step ${n} failed (${step.title}): ${res.stderr.trim()}; fix it and re-run: completed steps are safe to repeat`,
+        );
+        return false;
+      }
+      log(`     done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      if (step.refreshesOutputs) outputs = outputsOf(req.to, runner);
+    }
+    return true;
+  };
+  log(`dr:failover: ${req.execute ? "executing" : "dry run (add --execute to run)"}`);
+  if (!runSteps(activationSteps(req))) return 1;
+  const list = listStep(req);
+  n++;
+  const listCommand = list.command(outputs);
+  log(`  ${n}. [${list.where}] ${list.title}\n     $ ${listCommand.join(" ")}`);
+  if (!req.execute) {
+    log("  then, for the newest complete backup of each collection (checked against --max-age-hours):");
+    runSteps(
+      restoreSteps(req, [
+        { backupId: "<backup>", collection: "<collection>", time: "", rows: "<rows>", bytes: 0 },
+      ]),
+    );
+    return 0;
+  }
+  const listed = runner(listCommand);
   if (listed.status !== 0) {
-    log(`dr:failover: listing backups on ${dr.restoreSourceBlobEndpoint} failed: ${listed.stderr.trim()}`);
+    log(
+      `dr:failover: listing backups on ${outputs.restoreSourceBlobEndpoint} failed: ${listed.stderr.trim()}`,
+    );
     return 1;
   }
   const { backups } = JSON.parse(listed.stdout) as { backups: ListedBackup[] };
   const { chosen, problems } = latestBackups(backups, req.collections, now, req.maxAgeHours);
   if (problems.length > 0) {
-    log(`dr:failover: refusing to fail over:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    log(`dr:failover: refusing to restore:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
     return 1;
   }
-  const steps = failoverPlan(req, dr, chosen);
-  log(`dr:failover: ${req.execute ? "executing" : "dry run (add --execute to run)"}: ${steps.length} steps`);
-  let outputs = dr;
-  for (const [i, step] of steps.entries()) {
-    const command = step.command(outputs);
-    log(`  ${i + 1}. ${step.title}\n     $ ${command.join(" ")}`);
-    if (!req.execute) continue;
-    const started = Date.now();
-    const res = runner(command);
-    if (res.status !== 0) {
-      log(
-        `dr:failover: step ${i + 1} failed (${step.title}): ${res.stderr.trim()}; fix it and re-run: completed steps are safe to repeat`,
-      );
-      return 1;
-    }
-    log(`     done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    if (step.refreshesOutputs) outputs = outputsOf(req.to, runner);
-  }
+  if (!runSteps(restoreSteps(req, chosen))) return 1;
   log("Clients must now:");
   for (const line of clientInstructions(req, outputs, chosen)) log(`  - ${line}`);
   return 0;

@@ -28,10 +28,8 @@ interface StorageSettings {
 type Obj = Record<string, unknown>;
 
 function settingsOf(r: RenderResult): StorageSettings {
-  const one = (type: string) => {
-    const found = r.resources.filter((x) => x.type === `azure-native:storage:${type}`);
-    return found[0]?.inputs;
-  };
+  const one = (type: string): Obj | undefined =>
+    r.resources.find((x) => x.type === `azure-native:storage:${type}`)?.inputs;
   const service = one("BlobServiceProperties") ?? {};
   const policy = one("BlobContainerImmutabilityPolicy");
   const rule = ((one("ManagementPolicy")?.policy as { rules: Obj[] }).rules[0]?.definition as Obj)
@@ -77,7 +75,7 @@ function replay(s: StorageSettings, retentionDays: number, days: number): number
       }
     }
     for (let i = blobs.length - 1; i >= 0; i--) {
-      const b = blobs[i];
+      const b = blobs.at(i);
       if (b?.state === "soft" && (b.softUntil ?? 0) <= today) blobs.splice(i, 1);
     }
   }

@@ -1,10 +1,13 @@
 import * as assert from "node:assert/strict";
 import {
+  activationSteps,
   failover,
   FailoverRequest,
   latestBackups,
   ListedBackup,
+  listStep,
   parseFailoverArgs,
+  restoreSteps,
   StackOutputs,
 } from "../scripts/dr-failover";
 
@@ -55,7 +58,7 @@ function fakeRunner(failOn?: string, coldUntilUp = false) {
       const { clusterName: _none, milvusAddress: _neither, ...cold } = drOutputs;
       return { status: 0, stdout: JSON.stringify(coldUntilUp && !up ? cold : drOutputs), stderr: "" };
     }
-    if (line.includes(" list --json"))
+    if (line.includes(" --command list"))
       return { status: 0, stdout: JSON.stringify({ backups: listed }), stderr: "" };
     return { status: 0, stdout: "", stderr: "" };
   };
@@ -109,41 +112,75 @@ describe("dr:failover", () => {
     ]);
   });
 
-  it("runs nothing but reads in a dry run, and prints the plan and the client changes", () => {
+  it("runs nothing but reads in a dry run, and prints the plan", () => {
     const { calls, runner } = fakeRunner();
     const { code, log: text } = runFailover(DOCUMENTS, runner);
     assert.equal(code, 0);
-    assert.deepEqual(calls, [
-      "pulumi stack output --json --stack dr",
-      "npm run -s worker -- list --json --storage-account-url https://milvusbkprod-secondary.blob.core.windows.net/ --container milvus-backups",
-    ]);
-    assert.match(text, /dry run \(add --execute to run\): 7 steps/);
+    assert.deepEqual(calls, ["pulumi stack output --json --stack dr"]);
+    assert.match(text, /dry run \(add --execute to run\)/);
     assert.match(
       text,
-      /\$ npm run -s restore-job -- --stack dr --backup documents-20261125T020000Z-a1 --storage-account-url https:\/\/milvusbkprod-secondary\.blob\.core\.windows\.net\/ --container milvus-backups/,
+      /\[dr-cluster\] list the complete backups .*\n {5}\$ npm run -s restore-job -- --stack dr --command list --storage-account-url https:\/\/milvusbkprod-secondary\.blob\.core\.windows\.net\/ --container milvus-backups/,
     );
-    assert.match(text, /point clients at 10\.20\.0\.50:19530/);
-    assert.match(text, /documents as of 2026-11-25T02:00:00Z/);
+    assert.match(text, /\[operator\] commit Pulumi\.dr\.yaml/);
+  });
+
+  it("runs every data-plane step as a Job in the dr cluster, never on the operator's machine", () => {
+    const req = parseFailoverArgs(DOCUMENTS) as FailoverRequest;
+    const chosen = latestBackups(listed, ["documents"], NOW, 30).chosen;
+    const plan = [...activationSteps(req), listStep(req), ...restoreSteps(req, chosen)];
+    assert.deepEqual(
+      plan.map((st) => [st.where, st.dataPlane]),
+      [
+        ["operator", false],
+        ["operator", false],
+        ["operator", false],
+        ["operator", false],
+        ["operator", false],
+        ["operator", false],
+        ["operator", false],
+        ["dr-cluster", true],
+        ["dr-cluster", true],
+        ["dr-cluster", true],
+      ],
+    );
+    for (const st of plan) {
+      const line = st.command(drOutputs).join(" ");
+      // The worker and az storage touch blobs directly: only an in-cluster Job may.
+      if (st.dataPlane) assert.match(line, /^npm run -s restore-job -- --stack dr /);
+      else assert.doesNotMatch(line, /\bworker\b|az storage|blob\.core/, st.title);
+    }
+  });
+
+  it("commits the activating config before pulumi up, so CI's next deploy cannot undo it", () => {
+    const req = parseFailoverArgs(DOCUMENTS) as FailoverRequest;
+    const lines = activationSteps(req).map((st) => st.command(drOutputs).join(" "));
+    const at = (prefix: string) => lines.findIndex((l) => l.startsWith(prefix));
+    assert.ok(at("pulumi config set --stack dr --path milvus-aks:dr.activated true") < at("git commit"));
+    assert.equal(lines[at("git commit")], "git commit -m dr: fail over from prod to dr -- Pulumi.dr.yaml");
+    assert.ok(at("git commit") < at("git push") && at("git push") < at("pulumi up"));
   });
 
   it("executes the steps in order and stops at the first failure", () => {
-    const { calls, runner } = fakeRunner("pulumi up");
-    const all = runFailover(["--from", "prod", "--to", "dr", "--execute"], runner);
-    assert.equal(all.code, 1);
-    // Without --collection every collection on the secondary is failed over; images is too old.
-    assert.match(all.log, /refusing to fail over:\n {2}- collection images: newest backup/);
-
     const again = fakeRunner("pulumi up");
     const documents = runFailover([...DOCUMENTS, "--execute"], again.runner);
     assert.equal(documents.code, 1);
-    assert.deepEqual(again.calls.slice(2), [
-      "npm run -s worker -- verify --backup documents-20261125T020000Z-a1 --storage-account-url https://milvusbkprod-secondary.blob.core.windows.net/ --container milvus-backups",
+    assert.deepEqual(again.calls.slice(1), [
       "pulumi config set --stack dr --path milvus-aks:nodePools.data.minCount 2",
       "pulumi config set --stack dr --path milvus-aks:dr.activated true",
+      "git commit -m dr: fail over from prod to dr -- Pulumi.dr.yaml",
+      "git push origin HEAD:main",
       "pulumi up --stack dr --yes --skip-preview",
     ]);
-    assert.match(documents.log, /step 4 failed \(bring up the dr stack\): boom/);
-    assert.equal(calls.length, 2);
+    assert.match(documents.log, /step 5 failed \(bring up the dr stack\): boom/);
+  });
+
+  it("refuses to restore stale backups, after listing them from the dr cluster", () => {
+    const { runner } = fakeRunner();
+    const all = runFailover(["--from", "prod", "--to", "dr", "--execute"], runner);
+    assert.equal(all.code, 1);
+    // Without --collection every collection on the secondary is failed over; images is too old.
+    assert.match(all.log, /refusing to restore:\n {2}- collection images: newest backup/);
   });
 
   it("reads the dr stack's outputs again after pulumi up, so a cold standby's new cluster is used", () => {
@@ -154,8 +191,11 @@ describe("dr:failover", () => {
       "pulumi stack output --json --stack dr",
       "az aks get-credentials -g milvus-dr-rg -n milvus-dr-aks --overwrite-existing",
       "kubelogin convert-kubeconfig -l azurecli",
+      "npm run -s restore-job -- --stack dr --command list --storage-account-url https://milvusbkprod-secondary.blob.core.windows.net/ --container milvus-backups",
+      "npm run -s restore-job -- --stack dr --command verify --backup documents-20261125T020000Z-a1 --storage-account-url https://milvusbkprod-secondary.blob.core.windows.net/ --container milvus-backups",
       "npm run -s restore-job -- --stack dr --backup documents-20261125T020000Z-a1 --storage-account-url https://milvusbkprod-secondary.blob.core.windows.net/ --container milvus-backups",
     ]);
     assert.match(log, /point clients at 10\.20\.0\.50:19530/);
+    assert.match(log, /documents as of 2026-11-25T02:00:00Z/);
   });
 });

@@ -5,6 +5,8 @@ import {
   restoreArgs,
   restoreEnv,
   restoreJobFromCronJob,
+  listedDocument,
+  workerArgs,
 } from "../tools/restore-job";
 
 const cronJob = {
@@ -82,8 +84,8 @@ describe("restore-job", () => {
     assert.ok("problems" in res);
     assert.deepEqual(res.problems, [
       'unknown argument "--bogus"',
-      "--stack is required (the Pulumi stack whose cluster runs the restore, e.g. prod or dr)",
-      "--backup is required (a backup id from `npm run -s worker -- list`)",
+      "--stack is required (the Pulumi stack whose cluster runs the Job, e.g. prod or dr)",
+      "--backup is required (a backup id from `npm run -s restore-job -- --command list`)",
       '--target "1bad-name" is not a valid Milvus collection name',
       "--timeout must be an integer number of seconds >= 60",
     ]);
@@ -168,5 +170,22 @@ describe("restore-job", () => {
       () => restoreJobFromCronJob({ spec: {} }, req, new Date()),
       /CronJob milvus\/milvus-backup has no pod template to copy; is the backup worker deployed to stack prod\?/,
     );
+  });
+  it("runs list and verify as in-cluster Jobs too, and finds the list document among log lines", () => {
+    const list = parseRestoreArgs(["--stack", "dr", "--command", "list"]);
+    assert.ok(!("problems" in list));
+    assert.deepEqual(workerArgs(list), ["list", "--json"]);
+    const verify = parseRestoreArgs(["--stack", "dr", "--command", "verify", "--backup", "b1"]);
+    assert.ok(!("problems" in verify));
+    assert.deepEqual(workerArgs(verify), ["verify", "--backup", "b1"]);
+    assert.deepEqual(parseRestoreArgs(["--stack", "dr", "--command", "drop"]), {
+      problems: [
+        '--command "drop" is not one of restore, verify, list',
+        "--backup is required (a backup id from `npm run -s restore-job -- --command list`)",
+      ],
+    });
+    const logs = '{"level":"info","msg":"listing"}\n{"backups":[{"backupId":"b1"}]}\n';
+    assert.equal(listedDocument(logs), '{"backups":[{"backupId":"b1"}]}');
+    assert.equal(listedDocument('{"level":"error"}\n'), undefined);
   });
 });

@@ -267,7 +267,9 @@ function main(): number {
       if (req.command === "list" && succeeded === "1") {
         const doc = listedDocument(logs.stdout);
         if (doc === undefined) {
-          console.error(`restore-job: Job ${name} printed no backup list; see \`kubectl -n ${req.namespace} logs job/${name}\``);
+          console.error(
+            `restore-job: Job ${name} printed no backup list; see \`kubectl -n ${req.namespace} logs job/${name}\``,
+          );
           return 1;
         }
         process.stdout.write(`${doc}\n`);
