@@ -49,7 +49,7 @@ export interface AlertRuleOptions {
   backup?: BackupAlertTarget;
 }
 
-/** Thresholds of the article (P95, CPU, memory) and of DESIGN.md §3/§5 (etcd, capacity). */
+/** Alert thresholds: the service targets (P95 latency, CPU, memory) and the etcd and capacity guards. */
 export const THRESHOLDS = {
   searchP95Ms: 200,
   cpuOfLimit: 0.8,
@@ -59,7 +59,7 @@ export const THRESHOLDS = {
   capacityUsed: 0.7,
 } as const;
 
-/** Request types whose latency the article's P95 target covers (Milvus `function_name` values). */
+/** Request types whose latency the P95 latency target covers (Milvus `function_name` values). */
 export const READ_FUNCTIONS = ["Search", "HybridSearch", "Query"] as const;
 
 const runbook = (alert: string) => `README.md#${runbookAnchor(alert)}`;

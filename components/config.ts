@@ -69,7 +69,7 @@ export interface MilvusConfig {
 export interface EtcdConfig {
   replicas: number;
   diskSizeGi: number;
-  /** Backend quota in bytes (DESIGN §3: 4 GiB). */
+  /** Backend quota in bytes: 4 GiB, milvus-operator's in-cluster etcd default (ETCD_QUOTA_BACKEND_BYTES). */
   quotaBackendBytes: number;
 }
 
@@ -189,7 +189,10 @@ export interface StackConfig {
   tags: Record<string, string>;
 }
 
-/** Milvus graceful stop can take up to 1800 s (DESIGN §2); the drain timeout must be longer. */
+/**
+ * Milvus graceful stop can take up to 1800 s (`common.gracefulStopTimeout` in Milvus's configs/milvus.yaml);
+ * the drain timeout must be longer.
+ */
 export const MILVUS_TERMINATION_GRACE_SECONDS = 1800;
 
 /**
@@ -491,7 +494,7 @@ export function defaultsFor(
     milvus: {
       mode: production ? "cluster" : "standalone",
       imageTag: "v2.6.24",
-      // The article's pod size: 8Gi/2 CPU requests; requests = limits to avoid OOM kills (#23262).
+      // The required pod size: 8Gi/2 CPU requests; requests = limits to avoid OOM kills (#23262).
       standalone: { ...clusterRole(1, "2", "8Gi"), diskSizeGi: 100 },
       mixCoord: clusterRole(2, "1", "4Gi"),
       proxy: { ...clusterRole(3, "2", "4Gi"), maxReplicas: 10 },
@@ -1016,7 +1019,8 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
       'a pinned Milvus 2.6 release tag such as "v2.6.24" (never "latest")',
       dm.imageTag,
     ),
-    // Standalone embeds the coordinators and a local WAL: more than one replica is invalid (DESIGN §2, milvus#28063).
+    // Standalone embeds the coordinators and a local WAL: more than one replica is invalid (milvus#28063;
+    // milvus-helm runs standalone as one replica with the Recreate strategy).
     standalone: {
       ...sizing("standalone", dm.standalone, 1, 1),
       diskSizeGi: r.int("milvus.standalone.diskSizeGi", dm.standalone.diskSizeGi, 10, 32767, " GiB"),

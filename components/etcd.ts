@@ -68,7 +68,8 @@ export function etcdDefaults(namespace: string, replicas: number, quotaBackendBy
       `--initial-cluster=${members.map((m) => `${m}=${peerUrl(m)}`).join(",")}`,
       "--initial-cluster-state=new",
       `--initial-cluster-token=${name}-${namespace}`,
-      // DESIGN §3: Milvus writes a revision per time tick; keep 1000 revisions and cap the backend.
+      // Milvus writes a revision per time tick: keep 1000 revisions and cap the backend, as milvus-operator's
+      // in-cluster etcd defaults do (autoCompactionMode revision, retention 1000, ETCD_QUOTA_BACKEND_BYTES).
       "--auto-compaction-mode=revision",
       "--auto-compaction-retention=1000",
       `--quota-backend-bytes=${quotaBackendBytes}`,

@@ -61,7 +61,7 @@ export interface MilvusArgs {
   terminationGraceSeconds?: number;
 }
 
-/** The article's probe timings (liveness 30/10/5/3, readiness 15/5/3/2) on Milvus's `:9091/healthz`. */
+/** The required probe timings (liveness 30/10/5/3, readiness 15/5/3/2) on Milvus's `:9091/healthz`. */
 export function milvusProbes(startupFailureThreshold: number) {
   const http = { path: "/healthz", port: PORT_NAMES.milvusMetrics };
   return {
@@ -96,8 +96,8 @@ export interface ScalingRules {
   policies?: { type: "Percent" | "Pods"; value: number; periodSeconds: number }[];
 }
 
-/** The article's HPA targets and behaviour block. */
-export const ARTICLE_HPA: {
+/** The required HPA targets and behaviour block. */
+export const REQUIRED_HPA: {
   cpuUtilization: number;
   memoryUtilization: number;
   scaleUp: ScalingRules;
@@ -133,7 +133,7 @@ export interface MilvusWorkloadPlan {
 }
 
 /**
- * The workloads of a mode (DESIGN §2), as one pure function (unit-tested). Standalone is exactly one
+ * The workloads of a mode (README "Topology"), as one pure function (unit-tested). Standalone is exactly one
  * pod: it embeds the coordinators and the WAL writer, so a second replica either crash-loops on its
  * etcd session (milvus-io/milvus#28063) or acknowledges writes nobody else sees (#30355).
  */
@@ -179,7 +179,7 @@ export function milvusTopology(m: MilvusConfig): MilvusWorkloadPlan[] {
       hpa: {
         minReplicas: m.proxy.replicas,
         maxReplicas: m.proxy.maxReplicas,
-        scaleDown: ARTICLE_HPA.scaleDown,
+        scaleDown: REQUIRED_HPA.scaleDown,
       },
       pdb: true,
       volume: { kind: "emptyDir", sizeLimit: "1Gi" },
@@ -539,18 +539,18 @@ export class MilvusComponent extends pulumi.ComponentResource {
                 type: "Resource",
                 resource: {
                   name: "cpu",
-                  target: { type: "Utilization", averageUtilization: ARTICLE_HPA.cpuUtilization },
+                  target: { type: "Utilization", averageUtilization: REQUIRED_HPA.cpuUtilization },
                 },
               },
               {
                 type: "Resource",
                 resource: {
                   name: "memory",
-                  target: { type: "Utilization", averageUtilization: ARTICLE_HPA.memoryUtilization },
+                  target: { type: "Utilization", averageUtilization: REQUIRED_HPA.memoryUtilization },
                 },
               },
             ],
-            behavior: { scaleUp: ARTICLE_HPA.scaleUp, scaleDown: w.hpa.scaleDown },
+            behavior: { scaleUp: REQUIRED_HPA.scaleUp, scaleDown: w.hpa.scaleDown },
           },
         },
         { parent: this },

@@ -78,12 +78,12 @@ export function milvusUserConfig(input: MilvusConfigInput): Record<string, unkno
     rootCoord: { ...activeStandby },
     dataCoord: {
       ...activeStandby,
-      // The article's segment sizing: 1 GiB segments, sealed at 75% rather than 2.6's default 12%, so
+      // The required segment sizing: 1 GiB segments, sealed at 75% rather than 2.6's default 12%, so
       // fewer, larger segments get indexed (fewer small-segment compactions).
       segment: { maxSize: 1024, sealProportion: 0.75 },
     },
     queryCoord: { ...activeStandby },
-    // The article's `queryNode.cacheSize` and `indexNode.scheduler.buildParallel` no longer exist in 2.6
+    // The requested `queryNode.cacheSize` and `indexNode.scheduler.buildParallel` no longer exist in 2.6
     // (the cache is bounded by the pod's memory limit; index builds moved into the data node).
     queryNode: { enableDisk: true },
     log: { level: "info", format: "json" },

@@ -86,7 +86,7 @@ export function monitoringDefaults(production: boolean) {
   };
 }
 
-/** Milvus roles that run in a mode (DESIGN §2). */
+/** Milvus roles that run in a mode (README "Topology"). */
 export function milvusRolesFor(mode: "standalone" | "cluster"): MilvusRole[] {
   return mode === "standalone"
     ? [MILVUS_ROLES.standalone]

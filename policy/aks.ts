@@ -4,7 +4,7 @@ import { list, num, Props, record, StackResource, str, Violation } from "./commo
 
 export const MANAGED_CLUSTER = "azure-native:containerservice:ManagedCluster";
 export const AGENT_POOL = "azure-native:containerservice:AgentPool";
-/** Zones a production cluster must span (DESIGN §4: three availability zones). */
+/** Zones a production cluster must span: all three of a region's availability zones (AKS "Availability zones"). */
 export const REQUIRED_ZONES = ["1", "2", "3"];
 /** Tiers with the uptime SLA; "Free" has none. */
 const SLA_TIERS = ["Standard", "Premium"];

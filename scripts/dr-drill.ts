@@ -42,7 +42,7 @@ function check(
   status: { code?: number; error_code?: string | number; reason?: string } | undefined,
   what: string,
 ) {
-  // The SDK signals failures in `code`; `error_code` can still read "Success" (DESIGN §6).
+  // @zilliz/milvus2-sdk-node signals failures in `status.code`; `error_code` can still read "Success".
   if (!status || (status.code ?? 0) !== 0) {
     throw new Error(`${what} failed: ${status?.reason ?? "no status"} (code ${String(status?.code)})`);
   }

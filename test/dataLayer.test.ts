@@ -540,7 +540,7 @@ describe("data layer", () => {
     assert.deepEqual(job.spec.template.spec.containers[0].args, ["mb", "--ignore-existing", "milvus/milvus"]);
   });
 
-  it("gives query nodes guaranteed memory, a per-pod Premium cache volume, and the article's HPA", () => {
+  it("gives query nodes guaranteed memory, a per-pod Premium cache volume, and the required HPA", () => {
     const ns = inNs(prodObjs);
     const qn = named(ns, "StatefulSet", "milvus-querynode");
     const c = qn.spec.template.spec.containers[0];
@@ -573,7 +573,7 @@ describe("data layer", () => {
     assert.deepEqual(qnHpa.behavior.scaleUp, proxyHpa.behavior.scaleUp);
   });
 
-  it("probes /healthz on 9091 with the article's timings and fits graceful stop inside the drain timeout", () => {
+  it("probes /healthz on 9091 with the required timings and fits graceful stop inside the drain timeout", () => {
     const ns = inNs(prodObjs);
     const milvus = ns.filter(
       (o) => WORKLOAD_KINDS.includes(o.kind) && o.metadata.labels["app.kubernetes.io/name"] === "milvus",
@@ -615,7 +615,7 @@ describe("data layer", () => {
     }
   });
 
-  it("runs etcd with DESIGN §3's compaction, quota and timing, and defragments one member at a time", () => {
+  it("runs etcd with revision compaction, a 4 GiB quota and Milvus's timing, and defragments one member at a time", () => {
     const ns = inNs(prodObjs);
     const args: string[] = named(ns, "StatefulSet", "etcd").spec.template.spec.containers[0].args;
     for (const flag of [

@@ -15,7 +15,7 @@ import { storageClassDefaults } from "../components/storageClasses";
 const prodMilvus = (): MilvusConfig => structuredClone(defaultsFor("prod").milvus);
 
 describe("data layer defaults", () => {
-  it("builds the cluster topology of DESIGN §2 and one standalone pod for dev", () => {
+  it("builds the cluster topology and one standalone pod for dev", () => {
     const cluster = milvusTopology(prodMilvus());
     assert.deepEqual(
       cluster.map((w) => [w.role, w.kind, w.replicas, w.hpa?.minReplicas, w.hpa?.maxReplicas, w.pdb]),
@@ -50,7 +50,7 @@ describe("data layer defaults", () => {
     );
   });
 
-  it("uses the article's probe timings on /healthz", () => {
+  it("uses the required probe timings on /healthz", () => {
     const p = milvusProbes(60);
     assert.deepEqual(p.livenessProbe, {
       httpGet: { path: "/healthz", port: "metrics" },
@@ -111,7 +111,7 @@ describe("data layer defaults", () => {
     assert.deepEqual(conf.dataCoord.segment, { maxSize: 1024, sealProportion: 0.75 });
   });
 
-  it("lists every etcd member and the DESIGN §3 flags", () => {
+  it("lists every etcd member and the compaction, quota and timing flags", () => {
     const d = etcdDefaults("milvus", 3, 4294967296);
     assert.deepEqual(d.clientEndpoints, [
       "etcd-0.etcd-headless.milvus.svc.cluster.local:2379",

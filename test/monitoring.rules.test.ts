@@ -647,7 +647,7 @@ describe("monitoring: rule content", () => {
     assert.equal(sixHourly.labels.severity, "critical");
   });
 
-  it("keeps the article's thresholds and DESIGN.md's PromQL", async () => {
+  it("keeps the service-target thresholds and their PromQL", async () => {
     const groups = await deployedGroups();
     assert.equal(
       rule(groups, "MilvusSearchLatencyHigh").expr,
