@@ -195,7 +195,7 @@ export class AksClusterComponent extends pulumi.ComponentResource {
     // A fixed name (unique within the resource group), so the live pool counts can be read before the
     // cluster resource is declared.
     const clusterName = `${name}-aks`;
-    const pool = (p: NodePoolConfig, poolName: string) => ({
+    const poolArgs = (p: NodePoolConfig, poolName: string) => ({
       vmSize: p.vmSize,
       enableAutoScaling: true,
       minCount: p.minCount,
@@ -226,7 +226,7 @@ export class AksClusterComponent extends pulumi.ComponentResource {
         },
         agentPoolProfiles: [
           {
-            ...pool(args.systemPool, "system"),
+            ...poolArgs(args.systemPool, "system"),
             name: "system",
             mode: "System",
             availabilityZones: args.zones,
@@ -269,17 +269,16 @@ export class AksClusterComponent extends pulumi.ComponentResource {
     // Another agentpool operation ... is in progress", 409 OperationNotAllowed; AKS docs: "You can't
     // simultaneously submit multiple operations on a single control plane or node pool resource"), so
     // each pool waits for the one before it, and the maintenance windows for the last pool.
-    let previous: pulumi.Resource = cluster;
     const pools: containerservice.AgentPool[] = [];
     for (const zone of args.zones) {
       const poolName = `data${zone}`;
-      previous = new containerservice.AgentPool(
+      const pool = new containerservice.AgentPool(
         `${name}-data${zone}`,
         {
           resourceGroupName: args.resourceGroupName,
           resourceName: cluster.name,
           agentPoolName: poolName,
-          ...pool(args.dataPool, poolName),
+          ...poolArgs(args.dataPool, poolName),
           mode: "User",
           // One pool per zone (Microsoft's guidance for zonal disks): the autoscaler can then add a
           // node in the zone where a pending pod's Premium disk lives.
@@ -288,9 +287,9 @@ export class AksClusterComponent extends pulumi.ComponentResource {
           upgradeSettings: upgrade(d.dataPoolMaxSurge),
           tags: args.tags,
         },
-        { parent: this, dependsOn: [previous] },
+        { parent: this, dependsOn: [pools.at(-1) ?? cluster] },
       );
-      pools.push(previous as containerservice.AgentPool);
+      pools.push(pool);
     }
 
     const window = (configName: string, after: pulumi.Resource) =>
@@ -309,7 +308,7 @@ export class AksClusterComponent extends pulumi.ComponentResource {
         },
         { parent: this, dependsOn: [after] },
       );
-    const upgradeWindow = window("aksManagedAutoUpgradeSchedule", previous);
+    const upgradeWindow = window("aksManagedAutoUpgradeSchedule", pools.at(-1) ?? cluster);
     const nodeOsWindow = window("aksManagedNodeOSUpgradeSchedule", upgradeWindow);
 
     // The identity running `pulumi up` (a person, or CI's service principal) must be a member of one

@@ -246,15 +246,14 @@ export const KUBERNETES_EOL_WARNING_DAYS = 60;
 
 const DAY_MS = 86_400_000;
 const minorOf = (version: string) => /^(\d+\.\d+)/.exec(version)?.[1] ?? version;
+/** The last millisecond of a minor's end-of-life day (the calendar gives whole days). */
+const endOfLifeMs = (v: { endOfLife: string }) => Date.parse(v.endOfLife) + DAY_MS - 1;
 
 /** The minors AKS creates clusters on at `today` (GA, not past end of life), oldest first. */
 export function supportedKubernetesMinors(today: Date): string[] {
   return Object.entries(AKS_KUBERNETES_VERSIONS)
     .filter(
-      ([, v]) =>
-        v !== undefined &&
-        Date.parse(v.ga) <= today.getTime() &&
-        today.getTime() <= Date.parse(v.endOfLife) + DAY_MS - 1,
+      ([, v]) => v !== undefined && Date.parse(v.ga) <= today.getTime() && today.getTime() <= endOfLifeMs(v),
     )
     .map(([minor]) => minor);
 }
@@ -283,7 +282,7 @@ export function checkKubernetesVersion(
       },
     };
   }
-  const endOfLife = Date.parse(entry.endOfLife) + DAY_MS - 1;
+  const endOfLife = endOfLifeMs(entry);
   if (today.getTime() > endOfLife) {
     return {
       error: {

@@ -5,7 +5,7 @@ import { v5 as uuidv5 } from "uuid";
 /**
  * Built-in Azure role definition ids. These GUIDs are the same in every tenant; each one here was
  * checked against "Azure built-in roles" (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles),
- * and test/roles.test.ts pins them, so a mistyped GUID (which ARM rejects only at `up`) cannot come back.
+ * and test/azureReality.test.ts pins them, so a mistyped GUID (which ARM rejects only at `up`) cannot come back.
  */
 export const BUILTIN_ROLES = {
   networkContributor: "4d97b98b-1d4f-4787-a291-c67834d212e7",

@@ -304,31 +304,29 @@ export function failover(
 ): number {
   let outputs = outputsOf(req.to, runner);
   let n = 0;
-  const runSteps = (steps: Step[]): boolean => {
-    for (const step of steps) {
-      n++;
-      const command = step.command(outputs);
-      log(`  ${n}. [${step.where}] ${step.title}\n     $ ${command.join(" ")}`);
-      if (!req.execute) continue;
-      const started = Date.now();
-      const res = runner(command);
-      if (res.status !== 0) {
-        log(
-          `dr:failover: step ${n} failed (${step.title}): ${res.stderr.trim()}; fix it and re-run: completed steps are safe to repeat`,
-        );
-        return false;
-      }
-      log(`     done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-      if (step.refreshesOutputs) outputs = outputsOf(req.to, runner);
+  /** Prints a step and, with --execute, runs it; undefined when it failed (already reported). */
+  const runStep = (step: Step): { stdout: string } | undefined => {
+    n++;
+    const command = step.command(outputs);
+    log(`  ${n}. [${step.where}] ${step.title}\n     $ ${command.join(" ")}`);
+    if (!req.execute) return { stdout: "" };
+    const started = Date.now();
+    const res = runner(command);
+    if (res.status !== 0) {
+      log(
+        `dr:failover: step ${n} failed (${step.title}): ${res.stderr.trim()}; fix it and re-run: completed steps are safe to repeat`,
+      );
+      return undefined;
     }
-    return true;
+    log(`     done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    if (step.refreshesOutputs) outputs = outputsOf(req.to, runner);
+    return res;
   };
+  const runSteps = (steps: Step[]) => steps.every((step) => runStep(step) !== undefined);
   log(`dr:failover: ${req.execute ? "executing" : "dry run (add --execute to run)"}`);
   if (!runSteps(activationSteps(req))) return 1;
-  const list = listStep(req);
-  n++;
-  const listCommand = list.command(outputs);
-  log(`  ${n}. [${list.where}] ${list.title}\n     $ ${listCommand.join(" ")}`);
+  const listed = runStep(listStep(req));
+  if (!listed) return 1;
   if (!req.execute) {
     log("  then, for the newest complete backup of each collection (checked against --max-age-hours):");
     runSteps(
@@ -337,13 +335,6 @@ export function failover(
       ]),
     );
     return 0;
-  }
-  const listed = runner(listCommand);
-  if (listed.status !== 0) {
-    log(
-      `dr:failover: listing backups on ${outputs.restoreSourceBlobEndpoint} failed: ${listed.stderr.trim()}`,
-    );
-    return 1;
   }
   const { backups } = JSON.parse(listed.stdout) as { backups: ListedBackup[] };
   const { chosen, problems } = latestBackups(backups, req.collections, now, req.maxAgeHours);

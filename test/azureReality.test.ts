@@ -17,7 +17,7 @@ import {
 import { globalName } from "../components/naming";
 import { BUILTIN_ROLES, roleAssignmentName } from "../components/roles";
 import { AKS_USER_KUBECONFIG, RenderedResource, RenderResult, renderStack } from "../tools/offline-runtime";
-import { configErrors } from "./support/config";
+import { configErrors, validProd } from "./support/config";
 
 /**
  * Facts about Azure and AKS that a first `pulumi up` depends on, each encoded against its upstream
@@ -34,12 +34,6 @@ const named = (r: RenderResult, name: string): RenderedResource => {
   return found;
 };
 const SUBSCRIPTION = "00000000-0000-0000-0000-000000000001";
-const validProd = () => ({
-  environment: "prod",
-  location: "westeurope",
-  adminGroupObjectIds: ["9b3e7d21-4c6a-4f08-8e5d-7a2b1c9f0e34"],
-  dr: { pairedLocation: "northeurope" },
-});
 
 describe("AKS Kubernetes versions (AKS release calendar, injected dates)", () => {
   it("knows the calendar's GA and end-of-life dates for 1.33 to 1.37", () => {

@@ -3,6 +3,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { defaultsFor, isValidCron, parseStackConfig } from "../components/config";
 import { readStackFile } from "../tools/offline-runtime";
+import { validProd } from "./support/config";
 
 /** Turns the CLI-style string map of a stack file into the object parseStackConfig reads. */
 function rawFrom(file: string): Record<string, unknown> {
@@ -26,13 +27,6 @@ function problemsOf(fn: () => unknown): pulumi.InputPropertyErrorDetails[] {
   }
   assert.fail("expected the config to be rejected");
 }
-
-const validProd = () => ({
-  environment: "prod",
-  location: "westeurope",
-  adminGroupObjectIds: ["6f1c2a5e-8d3b-4b7e-9a41-2c5d8e7f9b10"],
-  dr: { pairedLocation: "northeurope" },
-});
 
 describe("stack configuration", () => {
   it("reports every mistake of a broken stack file in one error", () => {

@@ -173,6 +173,12 @@ describe("dr:failover", () => {
       "pulumi up --stack dr --yes --skip-preview",
     ]);
     assert.match(documents.log, /step 5 failed \(bring up the dr stack\): boom/);
+    // A failing list Job stops the failover before anything is verified or restored.
+    const list = fakeRunner("--command list");
+    const noList = runFailover([...DOCUMENTS, "--execute"], list.runner);
+    assert.equal(noList.code, 1);
+    assert.match(noList.log, /step 8 failed \(list the complete backups .*\): boom/);
+    assert.ok(!list.calls.some((c) => c.includes("--command verify")));
   });
 
   it("refuses to restore stale backups, after listing them from the dr cluster", () => {

@@ -227,7 +227,7 @@ users:
 function mockCall(
   token: string,
   inputs: Record<string, unknown>,
-  livePools: Record<string, number>,
+  livePools: Partial<Record<string, number>>,
 ): Record<string, unknown> {
   switch (token) {
     case "azure-native:authorization:getClientConfig":
@@ -243,7 +243,7 @@ function mockCall(
       };
     case "azure-native:containerservice:getAgentPool": {
       const poolName = String(inputs.agentPoolName);
-      const count = livePools[poolName] as number | undefined;
+      const count = livePools[poolName];
       if (count === undefined) {
         // What the provider reports for a pool (or cluster) that does not exist yet: azure-native's
         // azcore error text for ARM's 404, carried as a gRPC error's `details` (the SDK rethrows
@@ -272,7 +272,7 @@ export interface RenderOptions {
    * Node counts of pools that already exist, by pool name (an update of a deployed cluster); pools not
    * listed do not exist yet (a first `pulumi up`). @default {}
    */
-  livePools?: Record<string, number>;
+  livePools?: Partial<Record<string, number>>;
   /** The date version lifecycles are judged at. @default `MILVUS_AKS_TODAY`, else now */
   today?: Date;
 }

@@ -15,3 +15,11 @@ export function configErrors(raw: Record<string, unknown>, stack = "t"): pulumi.
   }
   return [];
 }
+
+/** The smallest valid prod stack config: every other key takes its default. */
+export const validProd = () => ({
+  environment: "prod",
+  location: "westeurope",
+  adminGroupObjectIds: ["9b3e7d21-4c6a-4f08-8e5d-7a2b1c9f0e34"],
+  dr: { pairedLocation: "northeurope" },
+});
