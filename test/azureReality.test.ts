@@ -1,4 +1,5 @@
 import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import * as yaml from "js-yaml";
 import { v5 as uuidv5 } from "uuid";
 import { kubeloginKubeconfig, poolCount } from "../components/aksCluster";
@@ -16,7 +17,13 @@ import {
 } from "../components/config";
 import { globalName } from "../components/naming";
 import { BUILTIN_ROLES, roleAssignmentName } from "../components/roles";
-import { AKS_USER_KUBECONFIG, RenderedResource, RenderResult, renderStack } from "../tools/offline-runtime";
+import {
+  AKS_USER_KUBECONFIG,
+  RenderedResource,
+  RenderResult,
+  renderStack,
+  ROOT,
+} from "../tools/offline-runtime";
 import { configErrors, validProd } from "./support/config";
 
 /**
@@ -91,6 +98,28 @@ describe("AKS Kubernetes versions (AKS release calendar, injected dates)", () =>
       errors.map((e) => e.propertyPath),
       ["kubernetesVersion"],
     );
+  });
+
+  it("npm run render prints the warning, judged at MILVUS_AKS_TODAY", () => {
+    const render = (today: string) =>
+      spawnSync(
+        process.execPath,
+        [require.resolve("ts-node/dist/bin.js"), "--transpile-only", "tools/render.ts", "prod"],
+        {
+          cwd: ROOT,
+          encoding: "utf8",
+          env: { ...process.env, MILVUS_AKS_TODAY: today },
+        },
+      );
+    const near = render("2027-05-15");
+    assert.equal(near.status, 0, near.stderr);
+    assert.match(
+      near.stderr,
+      /^warning: kubernetesVersion 1\.36: AKS ends support for 1\.36 on 2027-06-30 \(46 days from now\)/m,
+    );
+    const far = render("2026-11-27");
+    assert.equal(far.status, 0, far.stderr);
+    assert.doesNotMatch(far.stderr, /warning:/);
   });
 
   it("logs the 60-day warning through the program at preview time", async () => {

@@ -28,6 +28,8 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const result = await renderStack(stack, { stackFile: file });
+  // What `pulumi preview` would print as warnings (e.g. a Kubernetes minor near its end of life).
+  for (const warning of result.warnings) console.error(`warning: ${warning}`);
   const outDir = path.join(ROOT, "out", stack);
   fs.rmSync(outDir, { recursive: true, force: true });
   fs.mkdirSync(path.join(outDir, "kubernetes"), { recursive: true });
