@@ -32,7 +32,9 @@ export const milvusStorageAccountName = outputs.milvusStorageAccountName;
 export const backupWorkerImage = outputs.backupWorkerImage;
 export const grafanaService = outputs.grafanaService;
 export const grafanaAdminPassword = outputs.grafanaAdminPassword;
-// The prod stack allows this subnet through its backup firewall (`dr.standbySubnetIds`).
+// The prod stack admits its dr stack's node subnet through its backup firewall (`dr.standbyStack`);
+// dr:failover checks that this subnet is in the primary's backupAllowedSubnetIds before anything else.
 export const nodeSubnetId = outputs.nodeSubnetId;
+export const backupAllowedSubnetIds = outputs.backupAllowedSubnetIds;
 // On a dr stack: the primary's Milvus version, which this stack must match (dr:failover checks it).
 export const primaryMilvusImageTag = outputs.primaryMilvusImageTag;

@@ -17,7 +17,7 @@ export interface BackupStorageArgs {
    * region can read the geo-replicated secondary (its Microsoft.Storage service endpoint covers the
    * region pair). @default []
    */
-  standbySubnetIds?: string[];
+  standbySubnetIds?: pulumi.Input<string[]>;
   /** Backup retention the worker's `prune` applies; drives the lifecycle rules. @default none (config) */
   retentionDays: number;
   /** Time-based immutability on the backup container; 0 disables it. @default 0 */
@@ -70,11 +70,16 @@ export class BackupStorageComponent extends pulumi.ComponentResource {
   public readonly primaryBlobEndpoint: pulumi.Output<string>;
   public readonly secondaryBlobEndpoint: pulumi.Output<string>;
   public readonly containerName: pulumi.Output<string>;
+  /** Every subnet the firewall admits: the node subnet, then the standby subnets. */
+  public readonly allowedSubnetIds: pulumi.Output<string[]>;
 
   constructor(name: string, args: BackupStorageArgs, opts?: pulumi.ComponentResourceOptions) {
     super("milvus-aks:storage:BackupStorage", name, {}, opts);
     const d = backupStorageDefaults(args.retentionDays, args.immutabilityDays ?? 0);
     const containerName = args.containerName ?? d.containerName;
+    this.allowedSubnetIds = pulumi
+      .all([args.allowedSubnetId, args.standbySubnetIds ?? []])
+      .apply(([own, standby]) => [own, ...standby]);
 
     const account = new storage.StorageAccount(
       `${name}-account`,
@@ -83,7 +88,7 @@ export class BackupStorageComponent extends pulumi.ComponentResource {
         location: args.location,
         accountName: args.accountName,
         sku: d.sku,
-        allowedSubnetIds: [args.allowedSubnetId, ...(args.standbySubnetIds ?? [])],
+        allowedSubnetIds: this.allowedSubnetIds,
         tags: args.tags,
       }),
       // Deleting the account deletes every backup: make that a deliberate two-step change.
@@ -189,6 +194,7 @@ export class BackupStorageComponent extends pulumi.ComponentResource {
       primaryBlobEndpoint: this.primaryBlobEndpoint,
       secondaryBlobEndpoint: this.secondaryBlobEndpoint,
       containerName: this.containerName,
+      allowedSubnetIds: this.allowedSubnetIds,
     });
   }
 }

@@ -155,6 +155,12 @@ export interface DrConfig {
    * can no longer be changed.
    */
   standbySubnetIds: string[];
+  /**
+   * On a primary: the name of its dr stack in the same subscription (e.g. `dr`). Its node subnet has a
+   * fixed resource id (naming.ts), which this stack admits through its backup firewall as soon as that
+   * subnet exists. Empty: no dr stack in this subscription (name it in `standbySubnetIds` instead).
+   */
+  standbyStack: string;
 }
 
 export interface StackConfig {
@@ -655,6 +661,7 @@ const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 const GUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const COLLECTION = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
+const STACK_NAME = /^[A-Za-z0-9_.-]{1,60}$/;
 const STACK_REF = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
 const SUBNET_ID =
   /^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.Network\/virtualNetworks\/[^/]+\/subnets\/[^/]+$/i;
@@ -1267,7 +1274,22 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
       "a list of subnet resource ids, /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>",
       "'[\"<the dr stack's nodeSubnetId output>\"]'",
     ),
+    standbyStack: r.string(
+      "dr.standbyStack",
+      "",
+      STACK_NAME,
+      "the name of this stack's dr stack in the same subscription (letters, digits, _ . -), e.g. dr",
+      "dr",
+    ),
   };
+  if (dr.standbyStack && (environment === "dr" || dr.standbyStack === stack)) {
+    problems.add(
+      "dr.standbyStack",
+      dr.standbyStack,
+      "the name of another stack, on a primary (not a dr) stack",
+      "Name the dr stack on the primary, e.g. `pulumi config set --path milvus-aks:dr.standbyStack dr --stack prod`; a dr stack has no standby of its own.",
+    );
+  }
 
   if (d.production) {
     if (zones.length < 3) {

@@ -62,6 +62,27 @@ export function globalNameOutput(prefix: string, stack: string, maxLength = 24):
 }
 
 /**
+ * Fixed Azure names of a stack's resource group, VNet and node subnet. They are fixed (not Pulumi
+ * autonames) so the primary stack can compute where its dr stack's nodes live and admit that subnet
+ * through its backup firewall before any disaster, without the dr stack having to be deployed first.
+ * Resource group names are unique per subscription (1-90 characters) and VNet names per resource group
+ * (2-64): "Naming rules and restrictions for Azure resources".
+ */
+export function stackResourceGroupName(stack: string): string {
+  return `milvus-${stack}-rg`;
+}
+export function stackVnetName(stack: string): string {
+  return `milvus-${stack}-vnet`;
+}
+export const NODE_SUBNET_NAME = "nodes";
+export const ENDPOINT_SUBNET_NAME = "endpoints";
+
+/** Resource id of a stack's node subnet in a subscription (the shape ARM returns, `Subnet.id`). */
+export function nodeSubnetResourceId(subscriptionId: string, stack: string): string {
+  return `/subscriptions/${subscriptionId}/resourceGroups/${stackResourceGroupName(stack)}/providers/Microsoft.Network/virtualNetworks/${stackVnetName(stack)}/subnets/${NODE_SUBNET_NAME}`;
+}
+
+/**
  * Metrics port names the monitoring layer selects on (PodMonitor `port`); the data layer names its
  * container ports accordingly. Milvus serves /metrics on 9091, etcd on its metrics listener, MinIO on
  * its API port under /minio/v2/metrics/cluster.

@@ -1,11 +1,14 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as network from "@pulumi/azure-native/network";
+import { ENDPOINT_SUBNET_NAME, NODE_SUBNET_NAME } from "./naming";
 
 export interface NetworkArgs {
   /** Resource group that holds the VNet. */
   resourceGroupName: pulumi.Input<string>;
   /** Azure region. */
   location: pulumi.Input<string>;
+  /** VNet name, fixed so a primary stack can compute this stack's node subnet id (naming.ts). @default none */
+  vnetName: string;
   /** VNet address space. @default none: always from the validated stack config. */
   vnetCidr: string;
   /** Subnet for AKS nodes (Azure CNI overlay: pods use a separate, non-VNet range). @default none */
@@ -29,12 +32,13 @@ export class NetworkComponent extends pulumi.ComponentResource {
   constructor(name: string, args: NetworkArgs, opts?: pulumi.ComponentResourceOptions) {
     super("milvus-aks:network:Network", name, {}, opts);
 
-    const nodeSubnetName = "nodes";
-    const endpointSubnetName = "endpoints";
+    const nodeSubnetName = NODE_SUBNET_NAME;
+    const endpointSubnetName = ENDPOINT_SUBNET_NAME;
     const vnet = new network.VirtualNetwork(
       `${name}-vnet`,
       {
         resourceGroupName: args.resourceGroupName,
+        virtualNetworkName: args.vnetName,
         location: args.location,
         addressSpace: { addressPrefixes: [args.vnetCidr] },
         subnets: [
@@ -70,4 +74,37 @@ export class NetworkComponent extends pulumi.ComponentResource {
       endpointSubnetId: this.endpointSubnetId,
     });
   }
+}
+
+/** What ARM says about a subnet another stack owns. */
+export interface LiveSubnet {
+  id: string;
+  /** The subnet has the Microsoft.Storage service endpoint a storage firewall rule requires. */
+  storageEndpoint: boolean;
+}
+
+/**
+ * The subnet as it exists now, or undefined while it does not (ARM answers 404). The storage resource
+ * provider rejects a firewall rule naming a subnet without the Microsoft.Storage service endpoint
+ * (NetworkAclsValidationFailure, SubnetsHaveNoServiceEndpointsConfigured: terraform-provider-azurerm
+ * #16547, azure-cli #32434), so a rule may only name a subnet that exists and has it.
+ */
+export function liveSubnet(
+  resourceGroupName: string,
+  virtualNetworkName: string,
+  subnetName: string,
+): pulumi.Output<LiveSubnet | undefined> {
+  return pulumi.output(
+    network
+      .getSubnet({ resourceGroupName, virtualNetworkName, subnetName })
+      .then((subnet) => ({
+        id: subnet.id ?? "",
+        storageEndpoint: (subnet.serviceEndpoints ?? []).some((e) => e.service === "Microsoft.Storage"),
+      }))
+      .catch((err: unknown) => {
+        // ARM answers 404 (ResourceNotFound / NotFound) for a group, VNet or subnet not there yet.
+        if (/\b404\b|NotFound/.test(String(err))) return undefined;
+        throw err;
+      }),
+  );
 }

@@ -6,22 +6,65 @@ import { BackupStorageComponent } from "./backupStorage";
 import { NetworkComponent } from "./network";
 import { PrimaryStackComponent } from "./primaryStack";
 import { DataLayerComponent } from "./dataLayer";
-import { DATA_NAMESPACE, globalNameOutput } from "./naming";
+import {
+  DATA_NAMESPACE,
+  NODE_SUBNET_NAME,
+  globalNameOutput,
+  stackResourceGroupName,
+  stackVnetName,
+} from "./naming";
+import { liveSubnet } from "./network";
 import { MonitoringComponent } from "./monitoring";
 import { BackupWorkerComponent, backupWorkerDefaults } from "./backupWorker";
+
+/**
+ * Subnets of the dr stack admitted through this stack's backup firewall: the ones configured, plus the
+ * named dr stack's node subnet once it exists with its storage service endpoint (Azure rejects a rule
+ * naming any other subnet, network.ts). Until then a warning says the failover path is still closed
+ * and how to open it, so a first deploy of prod before dr succeeds and the next `up` closes the gap.
+ */
+function standbySubnetIds(cfg: StackConfig, warn: (message: string) => void): pulumi.Output<string[]> {
+  const configured = cfg.dr.standbySubnetIds;
+  const standby = cfg.dr.standbyStack;
+  if (!standby) return pulumi.output(configured);
+  const rg = stackResourceGroupName(standby);
+  const vnet = stackVnetName(standby);
+  return liveSubnet(rg, vnet, NODE_SUBNET_NAME).apply((live) => {
+    if (live?.storageEndpoint) return [...new Set([...configured, live.id])];
+    warn(
+      `dr.standbyStack: the ${standby} stack's node subnet (${rg}/${vnet}/${NODE_SUBNET_NAME}) ` +
+        (live ? "has no Microsoft.Storage service endpoint" : "does not exist yet") +
+        `, so this stack's backup firewall does not admit it and a failover to ${standby} cannot read the backups. ` +
+        `Run \`pulumi up --stack ${standby}\`, then \`pulumi up\` on this stack again.`,
+    );
+    return configured;
+  });
+}
 
 /**
  * Composes the whole platform from a validated config. index.ts exports what this returns; the
  * offline renderer and the tests call it under Pulumi's mocks.
  */
-export function createStack(cfg: StackConfig) {
+export interface CreateStackOptions {
+  /** Where program warnings go. @default pulumi.log.warn (shown by `pulumi preview` and `up`) */
+  warn?: (message: string) => void;
+}
+
+export function createStack(cfg: StackConfig, options: CreateStackOptions = {}) {
+  const warn = options.warn ?? ((m: string) => void pulumi.log.warn(m));
   const name = `milvus-${cfg.stack}`;
   const tags = cfg.tags;
 
-  const rg = new resources.ResourceGroup(`${name}-rg`, { location: cfg.location, tags });
+  // Fixed group and VNet names (naming.ts): the primary computes its dr stack's node subnet id from them.
+  const rg = new resources.ResourceGroup(`${name}-rg`, {
+    resourceGroupName: stackResourceGroupName(cfg.stack),
+    location: cfg.location,
+    tags,
+  });
 
   const net = new NetworkComponent(name, {
     resourceGroupName: rg.name,
+    vnetName: stackVnetName(cfg.stack),
     location: cfg.location,
     vnetCidr: cfg.network.vnetCidr,
     nodeSubnetCidr: cfg.network.nodeSubnetCidr,
@@ -35,7 +78,7 @@ export function createStack(cfg: StackConfig) {
     // Storage account names are global DNS names: unique per deployer and stack (naming.ts).
     accountName: globalNameOutput("milvusbk", cfg.stack),
     allowedSubnetId: net.nodeSubnetId,
-    standbySubnetIds: cfg.dr.standbySubnetIds,
+    standbySubnetIds: standbySubnetIds(cfg, warn),
     retentionDays: cfg.backup.retentionDays,
     immutabilityDays: cfg.backup.immutabilityDays,
     tags,
@@ -64,6 +107,8 @@ export function createStack(cfg: StackConfig) {
     pairedLocation: pulumi.output(cfg.dr.pairedLocation),
     vnetId: net.vnetId,
     nodeSubnetId: net.nodeSubnetId,
+    // dr:failover checks the dr stack's nodeSubnetId is in this list before anything else.
+    backupAllowedSubnetIds: backupStorage.allowedSubnetIds,
     backupAccountName: backupStorage.accountName,
     backupAccountId: backupStorage.accountId,
     backupPrimaryBlobEndpoint: backupStorage.primaryBlobEndpoint,

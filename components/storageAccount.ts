@@ -8,7 +8,7 @@ export interface HardenedAccountInput {
   /** e.g. `Standard_RAGZRS` (backups) or `Standard_ZRS` (Milvus data). */
   sku: string;
   /** Subnets let through the firewall; everything else is denied. */
-  allowedSubnetIds: pulumi.Input<string>[];
+  allowedSubnetIds: pulumi.Input<pulumi.Input<string>[]>;
   tags?: Record<string, string>;
 }
 
@@ -36,10 +36,9 @@ export function hardenedAccountArgs(input: HardenedAccountInput): storage.Storag
     networkRuleSet: {
       defaultAction: "Deny",
       bypass: "AzureServices",
-      virtualNetworkRules: input.allowedSubnetIds.map((id) => ({
-        virtualNetworkResourceId: id,
-        action: "Allow",
-      })),
+      virtualNetworkRules: pulumi
+        .output(input.allowedSubnetIds)
+        .apply((ids) => ids.map((id) => ({ virtualNetworkResourceId: id, action: "Allow" as const }))),
       ipRules: [],
     },
     tags: input.tags,

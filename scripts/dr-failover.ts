@@ -10,7 +10,7 @@ import { spawnSync } from "node:child_process";
  *
  * Where each step runs matters on the worst day. Prod's backup account admits only subnets through its
  * firewall, so every Blob data-plane step (list, verify, restore) runs as a Job in the dr cluster, whose
- * node subnet prod's `dr.standbySubnetIds` lets through, with the worker's workload identity (Blob Data
+ * node subnet prod admits (`dr.standbyStack`; checked against both stacks' outputs before step 1), with the worker's workload identity (Blob Data
  * Reader on prod's account). The operator needs the Pulumi backend, rights to deploy the dr stack and
  * the dr cluster's RBAC, and no standing Blob data role at all. The config change that activates the dr
  * stack is committed and pushed, so CI's next deploy of main cannot undo the failover.
@@ -142,6 +142,31 @@ export interface StackOutputs {
   milvusImageTag: string;
   primaryMilvusImageTag?: string;
   milvusAddress?: string;
+  /** The stack's own node subnet (the subnet the dr cluster's Jobs reach storage from). */
+  nodeSubnetId?: string;
+  /** On the primary: every subnet its backup firewall admits. */
+  backupAllowedSubnetIds?: string[];
+}
+
+/**
+ * Whether the primary's backup firewall admits the dr cluster's node subnet, judged from the outputs
+ * of both stacks' last `pulumi up` (the Pulumi backend keeps them while the primary region is down).
+ * Without that rule every data-plane step fails with 403 AuthorizationFailure, and during a regional
+ * outage the primary's account may not accept the change, so the failover stops before it starts.
+ */
+export function firewallProblems(req: FailoverRequest, primary: StackOutputs, dr: StackOutputs): string[] {
+  if (!dr.nodeSubnetId)
+    return [`the ${req.to} stack exports no nodeSubnetId: run \`pulumi up --stack ${req.to}\` first`];
+  const admitted = primary.backupAllowedSubnetIds ?? [];
+  const wanted = dr.nodeSubnetId.toLowerCase();
+  if (admitted.some((id) => id.toLowerCase() === wanted)) return [];
+  return [
+    `the ${req.from} stack's backup firewall does not admit the ${req.to} cluster's node subnet ${dr.nodeSubnetId} ` +
+      `(it admits ${admitted.length > 0 ? admitted.join(", ") : "nothing the outputs show"}), so every Job in the ${req.to} cluster would get 403. ` +
+      `Set \`pulumi config set --path milvus-aks:dr.standbyStack ${req.to} --stack ${req.from}\` and run \`pulumi up --stack ${req.from}\` ` +
+      `(if the ${req.from} region's Azure Resource Manager still answers), or add the rule with ` +
+      `\`az storage account network-rule add --account-name <${req.from} backupAccountName> --subnet ${dr.nodeSubnetId}\`, then re-run`,
+  ];
 }
 
 const configSet = (stack: string, key: string, value: string) => [
@@ -303,6 +328,12 @@ export function failover(
   log: (line: string) => void,
 ): number {
   let outputs = outputsOf(req.to, runner);
+  // Checked before any step, dry run included: a closed path is found in the drill, not on the day.
+  const closed = firewallProblems(req, outputsOf(req.from, runner), outputs);
+  if (closed.length > 0) {
+    log(`dr:failover: refusing to start:\n${closed.map((p) => `  - ${p}`).join("\n")}`);
+    return 1;
+  }
   let n = 0;
   /** Prints a step and, with --execute, runs it; undefined when it failed (already reported). */
   const runStep = (step: Step): { stdout: string } | undefined => {

@@ -50,6 +50,7 @@ describe("disaster-recovery stacks", () => {
         primaryStack: "acme/milvus-aks/prod",
         standby: "warm",
         standbySubnetIds: [],
+        standbyStack: "",
         activated: false,
       });
       assert.equal(cfg.production, true);
@@ -133,5 +134,73 @@ describe("disaster-recovery stacks", () => {
       plain.outputs.restoreSourceBlobEndpoint,
       "https://milvusbkprod3cd4f0.blob.core.windows.net/",
     );
+  });
+
+  describe("the failover path through the primary's backup firewall", () => {
+    const rules = (r: RenderResult) =>
+      (
+        r.resources.find((x) => x.type === "azure-native:storage:StorageAccount")?.inputs.networkRuleSet as {
+          virtualNetworkRules: { virtualNetworkResourceId: string; action: string }[];
+        }
+      ).virtualNetworkRules;
+    const PROD_SUBNET = DR_SUBNET.replace(/milvus-dr-/g, "milvus-prod-");
+
+    it("the dr stack's node subnet has the fixed id the primary computes", async () => {
+      const dr = await renderStack("dr");
+      // Fixed group and VNet names (components/naming.ts), so the id is known before dr is deployed.
+      assert.equal(dr.outputs.nodeSubnetId, DR_SUBNET);
+      assert.equal(dr.outputs.resourceGroupName, "milvus-dr-rg");
+    });
+
+    it("prod admits dr's subnet once it exists with the Microsoft.Storage endpoint, and exports the list", async () => {
+      const prod = await renderStack("prod", {
+        liveSubnets: { [DR_SUBNET]: { serviceEndpoints: ["Microsoft.Storage"] } },
+      });
+      assert.equal(prod.config.dr.standbyStack, "dr");
+      assert.deepEqual(rules(prod), [
+        { virtualNetworkResourceId: PROD_SUBNET, action: "Allow" },
+        { virtualNetworkResourceId: DR_SUBNET, action: "Allow" },
+      ]);
+      assert.deepEqual(prod.outputs.backupAllowedSubnetIds, [PROD_SUBNET, DR_SUBNET]);
+      assert.deepEqual(prod.warnings, []);
+    });
+
+    it("a first prod deploy before dr exists leaves the rule out (Azure would reject it) and says how to close the gap", async () => {
+      // The storage RP rejects a rule for a subnet without the Microsoft.Storage service endpoint
+      // (NetworkAclsValidationFailure, SubnetsHaveNoServiceEndpointsConfigured: azure-cli #32434).
+      for (const [liveSubnets, why] of [
+        [{}, "does not exist yet"],
+        [
+          { [DR_SUBNET]: { serviceEndpoints: ["Microsoft.KeyVault"] } },
+          "has no Microsoft.Storage service endpoint",
+        ],
+      ] as const) {
+        const prod = await renderStack("prod", { liveSubnets });
+        assert.deepEqual(rules(prod), [{ virtualNetworkResourceId: PROD_SUBNET, action: "Allow" }]);
+        assert.deepEqual(prod.warnings, [
+          `dr.standbyStack: the dr stack's node subnet (milvus-dr-rg/milvus-dr-vnet/nodes) ${why}, so this stack's backup firewall does not admit it and a failover to dr cannot read the backups. Run \`pulumi up --stack dr\`, then \`pulumi up\` on this stack again.`,
+        ]);
+      }
+    });
+
+    it("rejects a standby stack on a dr stack or naming itself", () => {
+      assert.deepEqual(reasons({ ...validDr(), dr: { ...validDr().dr, standbyStack: "dr2" } }), [
+        'dr.standbyStack: dr.standbyStack = "dr2" is invalid: expected the name of another stack, on a primary (not a dr) stack. Name the dr stack on the primary, e.g. `pulumi config set --path milvus-aks:dr.standbyStack dr --stack prod`; a dr stack has no standby of its own.',
+      ]);
+      assert.match(
+        configErrors(
+          {
+            ...validDr(),
+            environment: "prod",
+            location: "westeurope",
+            dr: { pairedLocation: "northeurope", standbyStack: "a/b" },
+          },
+          "prod",
+        )
+          .map((e) => `${e.propertyPath}: ${e.reason}`)
+          .join("\n"),
+        /dr\.standbyStack: dr\.standbyStack = "a\/b" is invalid: expected the name of this stack's dr stack/,
+      );
+    });
   });
 });

@@ -3,6 +3,7 @@ import {
   activationSteps,
   failover,
   FailoverRequest,
+  firewallProblems,
   latestBackups,
   ListedBackup,
   listStep,
@@ -12,6 +13,10 @@ import {
 } from "../scripts/dr-failover";
 
 const NOW = new Date("2026-11-25T12:00:00Z");
+const subnet = (stack: string) =>
+  `/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/milvus-${stack}-rg/providers/Microsoft.Network/virtualNetworks/milvus-${stack}-vnet/subnets/nodes`;
+const DR_SUBNET = subnet("dr");
+const PROD_SUBNET = subnet("prod");
 const listed: ListedBackup[] = [
   {
     backupId: "documents-20261125T020000Z-a1",
@@ -43,10 +48,21 @@ const drOutputs: StackOutputs = {
   milvusImageTag: "v2.6.24",
   primaryMilvusImageTag: "v2.6.24",
   milvusAddress: "10.20.0.50:19530",
+  nodeSubnetId: DR_SUBNET,
+};
+/** The primary as its last `pulumi up` left it: its firewall admits its own nodes and dr's. */
+const prodOutputs: StackOutputs = {
+  resourceGroupName: "milvus-prod-rg",
+  clusterName: "milvus-prod-aks",
+  restoreSourceBlobEndpoint: "https://milvusbkprod.blob.core.windows.net/",
+  restoreSourceContainerName: "milvus-backups",
+  milvusImageTag: "v2.6.24",
+  nodeSubnetId: PROD_SUBNET,
+  backupAllowedSubnetIds: [PROD_SUBNET, DR_SUBNET],
 };
 
 /** Answers like the Pulumi CLI and the worker would; `coldUntilUp` hides the cluster until `pulumi up`. */
-function fakeRunner(failOn?: string, coldUntilUp = false) {
+function fakeRunner(failOn?: string, coldUntilUp = false, primary: StackOutputs = prodOutputs) {
   const calls: string[] = [];
   let up = false;
   const runner = (command: string[]) => {
@@ -54,6 +70,8 @@ function fakeRunner(failOn?: string, coldUntilUp = false) {
     calls.push(line);
     if (failOn && line.includes(failOn)) return { status: 1, stdout: "", stderr: "boom" };
     if (line.startsWith("pulumi up")) up = true;
+    if (line === "pulumi stack output --json --stack prod")
+      return { status: 0, stdout: JSON.stringify(primary), stderr: "" };
     if (line.startsWith("pulumi stack output")) {
       const { clusterName: _none, milvusAddress: _neither, ...cold } = drOutputs;
       return { status: 0, stdout: JSON.stringify(coldUntilUp && !up ? cold : drOutputs), stderr: "" };
@@ -116,7 +134,10 @@ describe("dr:failover", () => {
     const { calls, runner } = fakeRunner();
     const { code, log: text } = runFailover(DOCUMENTS, runner);
     assert.equal(code, 0);
-    assert.deepEqual(calls, ["pulumi stack output --json --stack dr"]);
+    assert.deepEqual(calls, [
+      "pulumi stack output --json --stack dr",
+      "pulumi stack output --json --stack prod",
+    ]);
     assert.match(text, /dry run \(add --execute to run\)/);
     assert.match(
       text,
@@ -165,7 +186,7 @@ describe("dr:failover", () => {
     const again = fakeRunner("pulumi up");
     const documents = runFailover([...DOCUMENTS, "--execute"], again.runner);
     assert.equal(documents.code, 1);
-    assert.deepEqual(again.calls.slice(1), [
+    assert.deepEqual(again.calls.slice(2), [
       "pulumi config set --stack dr --path milvus-aks:nodePools.data.minCount 2",
       "pulumi config set --stack dr --path milvus-aks:dr.activated true",
       "git commit -m dr: fail over from prod to dr -- Pulumi.dr.yaml",
@@ -181,6 +202,36 @@ describe("dr:failover", () => {
     assert.ok(!list.calls.some((c) => c.includes("--command verify")));
   });
 
+  it("refuses to start, dry run included, when the primary's backup firewall does not admit the dr subnet", () => {
+    const closed = fakeRunner(undefined, false, { ...prodOutputs, backupAllowedSubnetIds: [PROD_SUBNET] });
+    for (const argv of [DOCUMENTS, [...DOCUMENTS, "--execute"]]) {
+      const { code, log } = runFailover(argv, closed.runner);
+      assert.equal(code, 1);
+      assert.match(
+        log,
+        new RegExp(
+          `refusing to start:\n {2}- the prod stack's backup firewall does not admit the dr cluster's node subnet ${DR_SUBNET.replace(/[/.-]/g, "\\$&")} \\(it admits ${PROD_SUBNET.replace(/[/.-]/g, "\\$&")}\\)`,
+        ),
+      );
+      assert.match(log, /pulumi config set --path milvus-aks:dr\.standbyStack dr --stack prod/);
+    }
+    // Nothing ran but the two reads: no config change, commit or Job.
+    assert.deepEqual(
+      [...new Set(closed.calls)],
+      ["pulumi stack output --json --stack dr", "pulumi stack output --json --stack prod"],
+    );
+    // Resource ids are case-insensitive in ARM; a differently cased id is the same subnet.
+    const req = parseFailoverArgs(DOCUMENTS) as FailoverRequest;
+    assert.deepEqual(
+      firewallProblems(req, { ...prodOutputs, backupAllowedSubnetIds: [DR_SUBNET.toUpperCase()] }, drOutputs),
+      [],
+    );
+    assert.match(
+      firewallProblems(req, prodOutputs, { ...drOutputs, nodeSubnetId: undefined }).join(),
+      /the dr stack exports no nodeSubnetId: run `pulumi up --stack dr` first/,
+    );
+  });
+
   it("refuses to restore stale backups, after listing them from the dr cluster", () => {
     const { runner } = fakeRunner();
     const all = runFailover(["--from", "prod", "--to", "dr", "--execute"], runner);
@@ -193,7 +244,7 @@ describe("dr:failover", () => {
     const { calls, runner } = fakeRunner(undefined, true);
     const { code, log } = runFailover([...DOCUMENTS, "--execute"], runner);
     assert.equal(code, 0);
-    assert.deepEqual(calls.slice(6), [
+    assert.deepEqual(calls.slice(7), [
       "pulumi stack output --json --stack dr",
       "az aks get-credentials -g milvus-dr-rg -n milvus-dr-aks --overwrite-existing",
       "kubelogin convert-kubeconfig -l azurecli",

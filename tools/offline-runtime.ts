@@ -86,7 +86,7 @@ export function readStackFile(file: string): Record<string, string> {
   return out;
 }
 
-const FAKE_SUBSCRIPTION = "00000000-0000-0000-0000-000000000001";
+export const FAKE_SUBSCRIPTION = "00000000-0000-0000-0000-000000000001";
 const FAKE_TENANT = "00000000-0000-0000-0000-000000000002";
 
 /** Plausible provider-computed outputs, so downstream `apply`s see realistic shapes. */
@@ -117,8 +117,18 @@ function computedOutputs(
     case "azure-native:resources:ResourceGroup":
       return {
         name: inputs.resourceGroupName ?? name,
-        id: `/subscriptions/${FAKE_SUBSCRIPTION}/resourceGroups/${name}`,
+        id: `/subscriptions/${FAKE_SUBSCRIPTION}/resourceGroups/${typeof inputs.resourceGroupName === "string" ? inputs.resourceGroupName : name}`,
       };
+    case "azure-native:network:VirtualNetwork": {
+      // ARM's ids: .../providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>.
+      const vnetId = `/subscriptions/${FAKE_SUBSCRIPTION}/resourceGroups/${rg}/providers/Microsoft.Network/virtualNetworks/${resourceName}`;
+      const subnets = Array.isArray(inputs.subnets) ? (inputs.subnets as Record<string, unknown>[]) : [];
+      return {
+        id: vnetId,
+        name: resourceName,
+        subnets: subnets.map((sn) => ({ ...sn, id: `${vnetId}/subnets/${String(sn.name)}` })),
+      };
+    }
     case "azure-native:containerservice:ManagedCluster":
       return {
         ...base,
@@ -224,11 +234,23 @@ users:
       provideClusterInfo: false
 `;
 
+/** ARM's 404 for a resource that is not there, as azure-native's invoke reports it (see getAgentPool). */
+function notFound(url: string): Error {
+  const details = [
+    `GET https://management.azure.com${url}`,
+    "--------------------------------------------------------------------------------",
+    "RESPONSE 404: 404 Not Found",
+    "ERROR CODE: NotFound",
+  ].join("\n");
+  return Object.assign(new Error(details), { code: 2, details });
+}
+
 function mockCall(
   token: string,
   inputs: Record<string, unknown>,
-  livePools: Partial<Record<string, number>>,
+  live: Pick<RenderOptions, "livePools" | "liveSubnets">,
 ): Record<string, unknown> {
+  const livePools = live.livePools ?? {};
   switch (token) {
     case "azure-native:authorization:getClientConfig":
       return {
@@ -248,15 +270,28 @@ function mockCall(
         // What the provider reports for a pool (or cluster) that does not exist yet: azure-native's
         // azcore error text for ARM's 404, carried as a gRPC error's `details` (the SDK rethrows
         // `new Error(err.details)`, runtime/invoke.ts).
-        const details = [
-          `GET https://management.azure.com/subscriptions/${FAKE_SUBSCRIPTION}/resourceGroups/${String(inputs.resourceGroupName)}/providers/Microsoft.ContainerService/managedClusters/${String(inputs.resourceName)}/agentPools/${poolName}`,
-          "--------------------------------------------------------------------------------",
-          "RESPONSE 404: 404 Not Found",
-          "ERROR CODE: NotFound",
-        ].join("\n");
-        throw Object.assign(new Error(details), { code: 2, details });
+        throw notFound(
+          `/subscriptions/${FAKE_SUBSCRIPTION}/resourceGroups/${String(inputs.resourceGroupName)}/providers/Microsoft.ContainerService/managedClusters/${String(inputs.resourceName)}/agentPools/${poolName}`,
+        );
       }
       return { name: poolName, count, enableAutoScaling: true };
+    }
+    case "azure-native:network:getSubnet": {
+      const id = `/subscriptions/${FAKE_SUBSCRIPTION}/resourceGroups/${String(inputs.resourceGroupName)}/providers/Microsoft.Network/virtualNetworks/${String(inputs.virtualNetworkName)}/subnets/${String(inputs.subnetName)}`;
+      const subnet = live.liveSubnets?.[id];
+      if (!subnet) throw notFound(id);
+      // The shape of ARM's Subnet (GetSubnetResult): service endpoints carry their service and regions.
+      return {
+        id,
+        name: String(inputs.subnetName),
+        addressPrefix: "10.40.0.0/20",
+        serviceEndpoints: subnet.serviceEndpoints.map((service) => ({
+          service,
+          locations: ["*"],
+          provisioningState: "Succeeded",
+        })),
+        provisioningState: "Succeeded",
+      };
     }
     default:
       return inputs;
@@ -273,6 +308,11 @@ export interface RenderOptions {
    * listed do not exist yet (a first `pulumi up`). @default {}
    */
   livePools?: Partial<Record<string, number>>;
+  /**
+   * Subnets that exist in the subscription, by resource id, with their service endpoints (e.g. the dr
+   * stack's node subnet, `Microsoft.Storage`); others answer 404. @default {}
+   */
+  liveSubnets?: Partial<Record<string, { serviceEndpoints: readonly string[] }>>;
   /** The date version lifecycles are judged at. @default `MILVUS_AKS_TODAY`, else now */
   today?: Date;
 }
@@ -351,7 +391,6 @@ async function renderNow(stack: string, options: RenderOptions): Promise<RenderR
     config[k] = typeof v === "string" ? v : JSON.stringify(v);
   }
   const resources: Omit<RenderedResource, "options">[] = [];
-  const livePools = options.livePools ?? {};
   await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
@@ -364,7 +403,7 @@ async function renderNow(stack: string, options: RenderOptions): Promise<RenderR
           },
         };
       },
-      call: (args) => mockCall(args.token, args.inputs as Record<string, unknown>, livePools),
+      call: (args) => mockCall(args.token, args.inputs as Record<string, unknown>, options),
     },
     PROJECT,
     stack,
@@ -377,7 +416,7 @@ async function renderNow(stack: string, options: RenderOptions): Promise<RenderR
   pulumi.runtime.setAllConfig(config);
   const warnings: string[] = [];
   const cfg = loadStackConfig({ today: options.today, warn: (m) => warnings.push(m) });
-  const outputs = createStack(cfg);
+  const outputs = createStack(cfg, { warn: (m) => warnings.push(m) });
   const resolved = await new Promise<Record<string, unknown>>((resolve) => {
     pulumi.output(outputs).apply((o) => {
       resolve(o as Record<string, unknown>);
