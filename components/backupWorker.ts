@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
+import { POD_DEFAULTS } from "./podSpec";
 import * as containerregistry from "@pulumi/azure-native/containerregistry";
 import * as managedidentity from "@pulumi/azure-native/managedidentity";
 import { WorkerImage } from "./config";
@@ -254,6 +255,7 @@ export class BackupWorkerComponent extends pulumi.ComponentResource {
                 spec: {
                   serviceAccountName: serviceAccount.metadata.name,
                   restartPolicy: "Never",
+                  ...POD_DEFAULTS,
                   nodeSelector: { [DATA_POOL_LABEL]: DATA_POOL_VALUE },
                   securityContext: {
                     runAsNonRoot: true,

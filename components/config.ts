@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { erasureQuorum, zoneSafeParity } from "./erasure";
 import { CronExpressionParser } from "cron-parser";
 
 /**
@@ -455,6 +456,12 @@ function scheduledRuns(
   return runs;
 }
 
+/** OS-disk space on a data node kept for images, system pods and the kubelet, GiB. */
+export const EPHEMERAL_RESERVED_GI = 40;
+
+/** Smallest etcd disk in production: a P10 (500 IOPS), see defaultsFor. */
+export const ETCD_PRODUCTION_DISK_GI = 128;
+
 /** Defaults that differ between a small dev stack and the production shape. */
 export function defaultsFor(
   environment: Environment,
@@ -503,14 +510,23 @@ export function defaultsFor(
       standalone: { ...clusterRole(1, "2", "8Gi"), diskSizeGi: 100 },
       mixCoord: clusterRole(2, "1", "4Gi"),
       proxy: { ...clusterRole(3, "2", "4Gi"), maxReplicas: 10 },
-      queryNode: { ...clusterRole(3, "4", "32Gi"), maxReplicas: 6, diskSizeGi: 100 },
+      // Cache emptyDirs on the data nodes' OS disk: sized to fit it (parseStackConfig checks).
+      queryNode: { ...clusterRole(3, "4", "32Gi"), maxReplicas: 6, diskSizeGi: production ? 100 : 50 },
       dataNode: clusterRole(2, "4", "16Gi"),
-      streamingNode: { ...clusterRole(2, "2", "8Gi"), diskSizeGi: 50 },
+      streamingNode: { ...clusterRole(2, "2", "8Gi"), diskSizeGi: production ? 50 : 30 },
     },
     objectStore: "minio",
-    etcd: { replicas: production ? 3 : 1, diskSizeGi: 20, quotaBackendBytes: 4 * 1024 ** 3 },
+    // etcd wants 500 sequential IOPS under load and WAL fsync p99 under 10 ms (etcd docs "Hardware
+    // recommendations", FAQ); Azure sizes Premium SSD IOPS by disk tier, rounding up: 20 GiB is a P4 with
+    // 120 IOPS, 128 GiB a P10 with 500 ("Azure managed disk types").
+    etcd: {
+      replicas: production ? 3 : 1,
+      diskSizeGi: production ? ETCD_PRODUCTION_DISK_GI : 20,
+      quotaBackendBytes: 4 * 1024 ** 3,
+    },
     minio: {
-      replicas: production ? 4 : 1,
+      // 2 pods per zone: EC:3 over 6 drives keeps write quorum (4) with any zone's 2 drives lost (erasure.ts).
+      replicas: production ? 6 : 1,
       diskSizeGi: production ? 500 : 50,
       image: "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z",
       clientImage: "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z",
@@ -1076,6 +1092,24 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     );
   }
 
+  // Query and streaming node caches are emptyDirs on the data nodes' ephemeral OS disk (milvus.ts):
+  // each must fit one node after the kubelet's 10 % nodefs eviction threshold (AKS default
+  // `evictionHard: nodefs.available<10%`) and room for images and system pods.
+  const cacheRoomGi = Math.floor(nodePools.data.osDiskSizeGB * 0.9) - EPHEMERAL_RESERVED_GI;
+  if (mode === "cluster") {
+    for (const role of ["queryNode", "streamingNode"] as const) {
+      const needed = milvus[role].diskSizeGi + 3;
+      if (needed > cacheRoomGi) {
+        problems.add(
+          `milvus.${role}.diskSizeGi`,
+          milvus[role].diskSizeGi,
+          `at most ${cacheRoomGi - 3} with nodePools.data.osDiskSizeGB ${nodePools.data.osDiskSizeGB}`,
+          `The cache is an emptyDir on the node's OS disk (90 % usable, ${EPHEMERAL_RESERVED_GI} GiB for images and system pods, 3 GiB for /tmp and logs): lower it or raise nodePools.data.osDiskSizeGB within the VM size's cache or temp disk.`,
+        );
+      }
+    }
+  }
+
   const objectStore = r.oneOf<ObjectStore>("objectStore", d.objectStore, OBJECT_STORES);
 
   const etcd: EtcdConfig = {
@@ -1124,12 +1158,12 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
       "Woodpecker needs S3 conditional writes, which older MinIO releases lack.",
     );
   }
-  if (minio.replicas !== 1 && minio.replicas < 4) {
+  if (minio.replicas !== 1 && (minio.replicas < 4 || minio.replicas > 16)) {
     problems.add(
       "minio.replicas",
       minio.replicas,
-      "1 (single node) or at least 4 (distributed erasure coding)",
-      "MinIO's distributed mode needs 4 or more drives.",
+      "1 (single node) or 4 to 16 (distributed erasure coding, one erasure set)",
+      "MinIO's distributed mode needs 4 or more drives; up to 16 form one erasure set (minio cmd/endpoint-ellipses.go).",
     );
   }
 
@@ -1316,12 +1350,36 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
         "A single etcd member is a single point of failure.",
       );
     }
-    if (objectStore === "minio" && minio.replicas < 4) {
+    // With fewer than three zones the `zones` problem above already says what to fix.
+    if (objectStore === "minio" && minio.replicas >= 4 && minio.replicas <= 16 && zones.length >= 3) {
+      const q = erasureQuorum({
+        pods: minio.replicas,
+        drivesPerPod: 1,
+        zones: zones.length,
+        parity: zoneSafeParity(minio.replicas, 1, zones.length),
+      });
+      if (!q.writesSurviveZoneLoss) {
+        problems.add(
+          "minio.replicas",
+          minio.replicas,
+          `a layout that keeps MinIO's write quorum with any one of ${zones.length} zones lost in ${environment}, e.g. 6 (2 per zone, EC:3)`,
+          `${minio.replicas} pods over ${zones.length} zones put ${q.worstZoneDrives} drives in one zone; EC:${q.parity} on ${q.drives} drives writes with ${q.writeQuorum}, and ${q.drivesAfterZoneLoss} would remain, so Milvus's WAL and flushes would stop.`,
+        );
+      }
+    } else if (objectStore === "minio" && minio.replicas < 4) {
       problems.add(
         "minio.replicas",
         minio.replicas,
         `at least 4 in ${environment}`,
         "Single-node MinIO has no redundancy.",
+      );
+    }
+    if (etcd.diskSizeGi < ETCD_PRODUCTION_DISK_GI) {
+      problems.add(
+        "etcd.diskSizeGi",
+        etcd.diskSizeGi,
+        `at least ${ETCD_PRODUCTION_DISK_GI} in ${environment}`,
+        "Azure Premium SSD IOPS follow the disk tier: below 128 GiB (P10, 500 IOPS) etcd misses its 500 sequential IOPS and 10 ms WAL fsync guidance under load.",
       );
     }
   }

@@ -65,6 +65,8 @@ export class DataLayerComponent extends pulumi.ComponentResource {
     );
 
     let objectStore: MilvusObjectStoreArgs;
+    // Milvus starts only once etcd and its object store are ready (and MinIO's bucket exists).
+    const milvusNeeds: pulumi.Resource[] = [etcd.statefulSet];
     let storageAccountName: pulumi.Output<string | undefined> = pulumi.output(undefined);
     if (cfg.objectStore === "minio") {
       const minio = new MinioComponent(
@@ -73,6 +75,7 @@ export class DataLayerComponent extends pulumi.ComponentResource {
           namespace: ns.name,
           namespaceName: nsName,
           replicas: cfg.minio.replicas,
+          zones: cfg.zones.length,
           diskSizeGi: cfg.minio.diskSizeGi,
           image: cfg.minio.image,
           clientImage: cfg.minio.clientImage,
@@ -80,6 +83,7 @@ export class DataLayerComponent extends pulumi.ComponentResource {
         },
         child,
       );
+      milvusNeeds.push(minio.statefulSet, minio.bucketJob);
       objectStore = {
         kind: "minio",
         host: minio.host,
@@ -105,6 +109,8 @@ export class DataLayerComponent extends pulumi.ComponentResource {
         },
         child,
       );
+      // The account, its container, the identity's role and federation (a component: all its children).
+      milvusNeeds.push(blob);
       objectStore = {
         kind: "azureBlob",
         accountName: blob.accountName,
@@ -123,7 +129,7 @@ export class DataLayerComponent extends pulumi.ComponentResource {
         etcdEndpoints: etcd.endpoints,
         objectStore,
         retainStorageClassName: classes.retainClassName,
-        scratchStorageClassName: classes.scratchClassName,
+        dependsOn: milvusNeeds,
       },
       child,
     );
@@ -134,7 +140,6 @@ export class DataLayerComponent extends pulumi.ComponentResource {
         namespace: ns.name,
         clientRole: cfg.milvus.mode === "standalone" ? MILVUS_ROLES.standalone : MILVUS_ROLES.proxy,
         objectStore: cfg.objectStore,
-        vnetCidr: cfg.network.vnetCidr,
       },
       child,
     );

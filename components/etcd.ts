@@ -13,10 +13,12 @@ import {
 } from "./naming";
 import {
   dataVolumeClaim,
+  statefulOptions,
   newDisruptionBudget,
   podSecurityContext,
   restrictedContainerSecurity,
   zoneSpread,
+  POD_DEFAULTS,
 } from "./podSpec";
 
 export interface EtcdArgs {
@@ -101,6 +103,8 @@ export function etcdDefaults(namespace: string, replicas: number, quotaBackendBy
  * client Service, a PDB (multi-member only) and a weekly defragmentation CronJob.
  */
 export class EtcdComponent extends pulumi.ComponentResource {
+  /** The members; Milvus waits for them to be Ready before it starts. */
+  public readonly statefulSet: k8s.apps.v1.StatefulSet;
   /** `host:port` of every member, for Milvus's `etcd.endpoints`. */
   public readonly endpoints: string[];
   public readonly serviceName: pulumi.Output<string>;
@@ -144,7 +148,7 @@ export class EtcdComponent extends pulumi.ComponentResource {
       timeoutSeconds: 5,
       failureThreshold,
     });
-    new k8s.apps.v1.StatefulSet(
+    this.statefulSet = new k8s.apps.v1.StatefulSet(
       `${name}-statefulset`,
       {
         metadata: { name: d.name, namespace: args.namespace, labels },
@@ -164,6 +168,7 @@ export class EtcdComponent extends pulumi.ComponentResource {
               securityContext: podSecurityContext(d.runAsUser),
               terminationGracePeriodSeconds: 60,
               automountServiceAccountToken: false,
+              ...POD_DEFAULTS,
               containers: [
                 {
                   name: "etcd",
@@ -192,7 +197,7 @@ export class EtcdComponent extends pulumi.ComponentResource {
           volumeClaimTemplates: [dataVolumeClaim(labels, args.storageClassName, args.diskSizeGi)],
         },
       },
-      { parent: this },
+      statefulOptions(this),
     );
 
     if (args.replicas > 1) {
@@ -223,6 +228,7 @@ export class EtcdComponent extends pulumi.ComponentResource {
                   nodeSelector: DATA_POOL_SELECTOR,
                   securityContext: podSecurityContext(d.runAsUser),
                   automountServiceAccountToken: false,
+                  ...POD_DEFAULTS,
                   containers: [
                     {
                       name: "defrag",

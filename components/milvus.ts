@@ -20,8 +20,10 @@ import {
   dataVolumeClaim,
   newDisruptionBudget,
   podSecurityContext,
+  statefulOptions,
   restrictedContainerSecurity,
   zoneSpread,
+  POD_DEFAULTS,
 } from "./podSpec";
 
 /** Object store as the component receives it: secrets stay Pulumi outputs until rendered. */
@@ -55,32 +57,75 @@ export interface MilvusArgs {
   objectStore: MilvusObjectStoreArgs;
   /** StorageClass for the standalone pod's data (Retain). @default none */
   retainStorageClassName: pulumi.Input<string>;
-  /** StorageClass for query and streaming node caches (Delete). @default none */
-  scratchStorageClassName: pulumi.Input<string>;
   /** Pod termination grace period, seconds; must stay under the node drain timeout. @default 1800 */
   terminationGraceSeconds?: number;
+  /**
+   * What Milvus needs before it starts: the etcd members, the object store's servers and its bucket.
+   * Every Milvus workload waits for them (Pulumi awaits StatefulSets until Ready, Jobs until complete).
+   * @default []
+   */
+  dependsOn?: pulumi.Resource[];
 }
 
-/** The required probe timings (liveness 30/10/5/3, readiness 15/5/3/2) on Milvus's `:9091/healthz`. */
+/**
+ * The order roles are created and updated in, as milvus-operator rolls Milvus 2.6 with streaming nodes
+ * (pkg/controllers/dependency_graph.go: MixCoord, StreamingNode, QueryNode, DataNode, Proxy); each role
+ * waits until the previous one has finished its rollout.
+ */
+export const ROLLOUT_ORDER: readonly MilvusRole[] = [
+  MILVUS_ROLES.standalone,
+  MILVUS_ROLES.mixCoord,
+  MILVUS_ROLES.streamingNode,
+  MILVUS_ROLES.queryNode,
+  MILVUS_ROLES.dataNode,
+  MILVUS_ROLES.proxy,
+];
+
+/** A pod must stay Ready this long before the rollout moves on (milvus-operator sets 30). */
+export const MIN_READY_SECONDS = 30;
+/** Headroom per pod for scheduling, a node scale-out and the image pull. */
+const POD_START_HEADROOM_SECONDS = 600;
+
+/**
+ * How long Pulumi waits for a role's rollout, minutes. Pods roll one at a time, each taking at most its
+ * predecessor's graceful stop, a new node and image pull, the startup probe's budget, readiness and
+ * `minReadySeconds`; an autoscaled role may be at its maximum. Pulumi's default of 10 minutes
+ * (pulumi-kubernetes await) would fail `pulumi up` in the middle of a healthy rollout.
+ */
+export function rolloutTimeoutMinutes(w: MilvusWorkloadPlan, graceSeconds: number): number {
+  const pods = w.hpa?.maxReplicas ?? w.replicas ?? 1;
+  const perPod =
+    graceSeconds + POD_START_HEADROOM_SECONDS + w.startupFailureThreshold * 10 + 15 + MIN_READY_SECONDS;
+  return Math.ceil((pods * perPod) / 60);
+}
+
+/**
+ * Probes on the management port 9091, as both upstream deployers set them: startup and liveness open a
+ * TCP connection, readiness asks `/healthz` (zilliztech/milvus-operator pkg/controllers/components.go
+ * GetDefault*Probe; milvus-helm templates: liveness tcpSocket, readiness httpGet /healthz). `/healthz`
+ * answers 500 until every component is Healthy or StandBy (milvus internal/http/healthz/healthz_handler.go),
+ * so as a liveness probe it kills a node that is alive but still loading segments or waiting for etcd,
+ * and the restart makes it worse. The required timings (liveness 30/10/5/3, readiness 15/5/3/2) stay.
+ */
 export function milvusProbes(startupFailureThreshold: number) {
-  const http = { path: "/healthz", port: PORT_NAMES.milvusMetrics };
+  const tcp = { port: PORT_NAMES.milvusMetrics };
   return {
     // Segment loading can take minutes after a restart; liveness only starts once this has passed.
     startupProbe: {
-      httpGet: http,
+      tcpSocket: tcp,
       periodSeconds: 10,
-      timeoutSeconds: 5,
+      timeoutSeconds: 3,
       failureThreshold: startupFailureThreshold,
     },
     livenessProbe: {
-      httpGet: http,
+      tcpSocket: tcp,
       initialDelaySeconds: 30,
       periodSeconds: 10,
       timeoutSeconds: 5,
       failureThreshold: 3,
     },
     readinessProbe: {
-      httpGet: http,
+      httpGet: { path: "/healthz", port: PORT_NAMES.milvusMetrics },
       initialDelaySeconds: 15,
       periodSeconds: 5,
       timeoutSeconds: 3,
@@ -124,8 +169,8 @@ export interface MilvusWorkloadPlan {
   replicas: number | undefined;
   hpa?: { minReplicas: number; maxReplicas: number; scaleDown: ScalingRules };
   pdb: boolean;
-  /** Per-pod volume: a PVC (StatefulSet) or an emptyDir scratch space. */
-  volume: { kind: "pvc"; sizeGi: number; retain: boolean } | { kind: "emptyDir"; sizeLimit: string };
+  /** Per-pod volume: a PVC that holds data (standalone) or an emptyDir for caches and scratch files. */
+  volume: { kind: "pvc"; sizeGi: number } | { kind: "emptyDir"; sizeGi: number };
   /** Serves client gRPC on 19530 (the LoadBalancer's backends). */
   clientFacing: boolean;
   startupFailureThreshold: number;
@@ -151,7 +196,7 @@ export function milvusTopology(m: MilvusConfig): MilvusWorkloadPlan[] {
         sizing: m.standalone,
         replicas: 1,
         pdb: false,
-        volume: { kind: "pvc", sizeGi: m.standalone.diskSizeGi, retain: true },
+        volume: { kind: "pvc", sizeGi: m.standalone.diskSizeGi },
         clientFacing: true,
         startupFailureThreshold: 60,
       },
@@ -167,7 +212,7 @@ export function milvusTopology(m: MilvusConfig): MilvusWorkloadPlan[] {
       sizing: m.mixCoord,
       replicas: m.mixCoord.replicas,
       pdb: true,
-      volume: { kind: "emptyDir", sizeLimit: "1Gi" },
+      volume: { kind: "emptyDir", sizeGi: 1 },
       clientFacing: false,
       startupFailureThreshold: 30,
     },
@@ -182,7 +227,7 @@ export function milvusTopology(m: MilvusConfig): MilvusWorkloadPlan[] {
         scaleDown: REQUIRED_HPA.scaleDown,
       },
       pdb: true,
-      volume: { kind: "emptyDir", sizeLimit: "1Gi" },
+      volume: { kind: "emptyDir", sizeGi: 1 },
       clientFacing: true,
       startupFailureThreshold: 30,
       // Lets the load balancer and kube-proxy drop the endpoint before the proxy stops accepting calls.
@@ -200,7 +245,10 @@ export function milvusTopology(m: MilvusConfig): MilvusWorkloadPlan[] {
         scaleDown: neverScaleIn,
       },
       pdb: true,
-      volume: { kind: "pvc", sizeGi: m.queryNode.diskSizeGi, retain: false },
+      // Caches only (mmap and DiskANN files of sealed segments, reloaded from the object store): an emptyDir
+      // on the node's ephemeral OS disk, so a pod can move to any zone. A zonal Premium disk would pin it
+      // to its zone and it could never be rescheduled while that zone is down.
+      volume: { kind: "emptyDir", sizeGi: m.queryNode.diskSizeGi },
       clientFacing: false,
       startupFailureThreshold: 60,
     },
@@ -211,7 +259,7 @@ export function milvusTopology(m: MilvusConfig): MilvusWorkloadPlan[] {
       replicas: m.dataNode.replicas,
       pdb: true,
       // Index builds and compactions stage files locally before uploading them.
-      volume: { kind: "emptyDir", sizeLimit: "32Gi" },
+      volume: { kind: "emptyDir", sizeGi: 32 },
       clientFacing: false,
       startupFailureThreshold: 30,
     },
@@ -221,11 +269,20 @@ export function milvusTopology(m: MilvusConfig): MilvusWorkloadPlan[] {
       sizing: m.streamingNode,
       replicas: m.streamingNode.replicas,
       pdb: true,
-      volume: { kind: "pvc", sizeGi: m.streamingNode.diskSizeGi, retain: false },
+      // The WAL lives in the object store (Woodpecker on MinIO); locally only caches, as for query nodes.
+      volume: { kind: "emptyDir", sizeGi: m.streamingNode.diskSizeGi },
       clientFacing: false,
       startupFailureThreshold: 60,
     },
   ];
+}
+
+/** Container logs and the writable layer, on top of the emptyDir volumes (`data` and 1 GiB `/tmp`). */
+export const EPHEMERAL_OVERHEAD_GI = 2;
+
+/** The ephemeral-storage a Milvus pod requests and is limited to, GiB (emptyDirs plus overhead). */
+export function ephemeralStorageGi(w: Pick<MilvusWorkloadPlan, "volume">): number {
+  return (w.volume.kind === "emptyDir" ? w.volume.sizeGi : 0) + 1 + EPHEMERAL_OVERHEAD_GI;
 }
 
 /** Names and security settings of the Milvus workloads, as one pure function (unit-tested). */
@@ -334,8 +391,10 @@ export class MilvusComponent extends pulumi.ComponentResource {
       { parent: this },
     );
 
-    for (const w of plan) {
-      this.workload(name, args, w, d, grace, configSecret, configHash, serviceAccount);
+    let previous: pulumi.Resource | undefined;
+    for (const w of [...plan].sort((a, b) => ROLLOUT_ORDER.indexOf(a.role) - ROLLOUT_ORDER.indexOf(b.role))) {
+      const deps = [...(args.dependsOn ?? []), ...(previous ? [previous] : [])];
+      previous = this.workload(name, args, w, d, grace, configSecret, configHash, serviceAccount, deps);
     }
 
     const clientRole = plan.find((w) => w.clientFacing)?.role ?? MILVUS_ROLES.proxy;
@@ -352,17 +411,13 @@ export class MilvusComponent extends pulumi.ComponentResource {
         spec: {
           type: "LoadBalancer",
           selector: selectorLabels(APP.milvus, clientRole),
+          // gRPC only: the management port 9091 (unauthenticated `/management/*` in 2.6, milvus-io/milvus
+          // #49588) is never behind the load balancer; Prometheus scrapes it pod by pod.
           ports: [
             {
               name: PORT_NAMES.milvusGrpc,
               port: MILVUS_GRPC_PORT,
               targetPort: PORT_NAMES.milvusGrpc,
-              protocol: "TCP",
-            },
-            {
-              name: PORT_NAMES.milvusMetrics,
-              port: MILVUS_METRICS_PORT,
-              targetPort: PORT_NAMES.milvusMetrics,
               protocol: "TCP",
             },
           ],
@@ -391,7 +446,14 @@ export class MilvusComponent extends pulumi.ComponentResource {
     configSecret: k8s.core.v1.Secret,
     configHash: pulumi.Output<string>,
     serviceAccount: k8s.core.v1.ServiceAccount,
-  ): void {
+    dependsOn: pulumi.Resource[],
+  ): pulumi.Resource {
+    const timeout = `${rolloutTimeoutMinutes(w, grace)}m`;
+    const options: pulumi.CustomResourceOptions = {
+      parent: this,
+      dependsOn,
+      customTimeouts: { create: timeout, update: timeout },
+    };
     const ns = args.namespace;
     const resourceName = `${name}-${w.role}`;
     const objectName = `${d.serviceName}-${w.role}`;
@@ -407,6 +469,10 @@ export class MilvusComponent extends pulumi.ComponentResource {
         : []),
       { name: PORT_NAMES.milvusMetrics, containerPort: MILVUS_METRICS_PORT, protocol: "TCP" },
     ];
+    // The kubelet counts emptyDir volumes, logs and the writable layer against ephemeral-storage and
+    // evicts a pod over its limit ("Local ephemeral storage", Kubernetes docs): the scheduler then only
+    // places the pod on a node whose OS disk holds it.
+    const ephemeral = `${ephemeralStorageGi(w)}Gi`;
     const container = {
       name: w.role,
       image: d.image,
@@ -416,8 +482,12 @@ export class MilvusComponent extends pulumi.ComponentResource {
       ports,
       ...milvusProbes(w.startupFailureThreshold),
       resources: {
-        requests: { cpu: w.sizing.requests.cpu, memory: w.sizing.requests.memory },
-        limits: { cpu: w.sizing.limits.cpu, memory: w.sizing.limits.memory },
+        requests: {
+          cpu: w.sizing.requests.cpu,
+          memory: w.sizing.requests.memory,
+          "ephemeral-storage": ephemeral,
+        },
+        limits: { cpu: w.sizing.limits.cpu, memory: w.sizing.limits.memory, "ephemeral-storage": ephemeral },
       },
       lifecycle:
         w.preStopSleepSeconds !== undefined
@@ -435,13 +505,14 @@ export class MilvusComponent extends pulumi.ComponentResource {
       { name: "config", secret: { secretName: configSecret.metadata.name, defaultMode: 0o440 } },
       { name: "tmp", emptyDir: { sizeLimit: "1Gi" } },
       ...(w.volume.kind === "emptyDir"
-        ? [{ name: "data", emptyDir: { sizeLimit: w.volume.sizeLimit } }]
+        ? [{ name: "data", emptyDir: { sizeLimit: `${w.volume.sizeGi}Gi` } }]
         : []),
     ];
     const podTemplate = {
       metadata: { labels: podLabels, annotations: { "milvus-aks/config-sha256": configHash } },
       spec: {
         serviceAccountName: serviceAccount.metadata.name,
+        ...POD_DEFAULTS,
         nodeSelector: DATA_POOL_SELECTOR,
         topologySpreadConstraints: multiReplica ? zoneSpread(selector) : undefined,
         securityContext: podSecurityContext(d.runAsUser, d.runAsGroup),
@@ -462,13 +533,14 @@ export class MilvusComponent extends pulumi.ComponentResource {
           spec: {
             // Omitted when an HPA owns the count, so `pulumi up` never resets what the autoscaler chose.
             replicas: w.replicas,
+            minReadySeconds: MIN_READY_SECONDS,
             selector: { matchLabels: selector },
             // Surge first: capacity never drops below the current replica count during a rollout.
             strategy: { type: "RollingUpdate", rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
             template: podTemplate,
           },
         },
-        { parent: this },
+        options,
       );
     } else {
       const headless = new k8s.core.v1.Service(
@@ -497,27 +569,23 @@ export class MilvusComponent extends pulumi.ComponentResource {
           spec: {
             serviceName: headless.metadata.name,
             replicas: w.replicas,
+            minReadySeconds: MIN_READY_SECONDS,
             // Nodes of one role are independent peers: start and replace them in parallel.
             podManagementPolicy: w.role === MILVUS_ROLES.standalone ? "OrderedReady" : "Parallel",
             selector: { matchLabels: selector },
             updateStrategy: { type: "RollingUpdate" },
-            // Caches are rebuilt from the object store; the standalone pod's volume holds data and stays.
-            persistentVolumeClaimRetentionPolicy: pvc?.retain
+            // The standalone pod's volume holds data and stays when the StatefulSet goes.
+            persistentVolumeClaimRetentionPolicy: pvc
               ? { whenDeleted: "Retain", whenScaled: "Retain" }
-              : { whenDeleted: "Delete", whenScaled: "Delete" },
+              : undefined,
             template: podTemplate,
             volumeClaimTemplates: pvc
-              ? [
-                  dataVolumeClaim(
-                    labels,
-                    pvc.retain ? args.retainStorageClassName : args.scratchStorageClassName,
-                    pvc.sizeGi,
-                  ),
-                ]
+              ? [dataVolumeClaim(labels, args.retainStorageClassName, pvc.sizeGi)]
               : undefined,
           },
         },
-        { parent: this },
+        // The standalone pod's volume holds data: protected, template ignored (podSpec.ts statefulOptions).
+        pvc ? { ...options, ...statefulOptions(this) } : options,
       );
     }
 
@@ -556,5 +624,6 @@ export class MilvusComponent extends pulumi.ComponentResource {
         { parent: this },
       );
     }
+    return target;
   }
 }

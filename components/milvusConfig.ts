@@ -60,6 +60,12 @@ export function milvusUserConfig(input: MilvusConfigInput): Record<string, unkno
   // initSession); the per-coordinator keys are set too, as the Helm chart and operator do. Without it
   // the second mixcoord replica crash-loops on session registration (milvus-io/milvus#28063).
   const activeStandby = cluster ? { enableActiveStandby: true } : {};
+  // Milvus gives up its graceful stop a minute before the kubelet's SIGKILL, so it exits on its own
+  // terms. Each role reads its own key (milvus pkg/util/paramtable/component_param.go):
+  // dataNode.gracefulStopTimeout defaults to 1800 s and ignores common.gracefulStopTimeout;
+  // queryNode.gracefulStopTimeout falls back to it; proxy (30 s) and rootCoord (5 s, used by mixcoord)
+  // are already short. The streaming node's stop has no timeout key and ends at the grace period.
+  const stopSeconds = Math.max(30, input.terminationGraceSeconds - 60);
   return {
     etcd: { endpoints: input.etcdEndpoints, rootPath: "by-dev" },
     metastore: { type: "etcd" },
@@ -72,20 +78,17 @@ export function milvusUserConfig(input: MilvusConfigInput): Record<string, unkno
     common: {
       storageType: "remote",
       security: { authorizationEnabled: true, defaultRootPassword: input.rootPassword },
-      // Milvus gives up its graceful stop a minute before the kubelet's SIGKILL, so it exits on its own terms.
-      gracefulStopTimeout: Math.max(30, input.terminationGraceSeconds - 60),
+      gracefulStopTimeout: stopSeconds,
     },
     rootCoord: { ...activeStandby },
-    dataCoord: {
-      ...activeStandby,
-      // The required segment sizing: 1 GiB segments, sealed at 75% rather than 2.6's default 12%, so
-      // fewer, larger segments get indexed (fewer small-segment compactions).
-      segment: { maxSize: 1024, sealProportion: 0.75 },
-    },
+    // Segments keep 2.6's defaults (maxSize 1024 MiB, sealProportion 0.12, configs/milvus.yaml): a higher
+    // seal proportion holds proportionally larger growing segments in query-node memory, unmeasured here.
+    dataCoord: { ...activeStandby },
+    dataNode: { gracefulStopTimeout: stopSeconds },
     queryCoord: { ...activeStandby },
     // The requested `queryNode.cacheSize` and `indexNode.scheduler.buildParallel` no longer exist in 2.6
     // (the cache is bounded by the pod's memory limit; index builds moved into the data node).
-    queryNode: { enableDisk: true },
+    queryNode: { enableDisk: true, gracefulStopTimeout: stopSeconds },
     log: { level: "info", format: "json" },
   };
 }

@@ -22,14 +22,12 @@ export interface DataNetworkPoliciesArgs {
   clientRole: string;
   /** Object store: MinIO rules exist only when MinIO does; Azure Blob needs HTTPS egress. @default none */
   objectStore: ObjectStore;
-  /** VNet range allowed to the client pods' health/metrics port through the load balancer. @default none */
-  vnetCidr: string;
   /** Namespace Prometheus runs in. @default "monitoring" */
   monitoringNamespace?: string;
 }
 
 type Peer = Record<string, unknown>;
-type Port = { protocol: string; port: number };
+type Port = { protocol: string; port: number; endPort?: number };
 export interface PolicySpec {
   name: string;
   podSelector: { matchLabels?: Record<string, string> };
@@ -39,6 +37,11 @@ export interface PolicySpec {
 }
 
 const tcp = (...ports: number[]): Port[] => ports.map((port) => ({ protocol: "TCP", port }));
+/** Every TCP port but Milvus's management port 9091 (`endPort` ranges: NetworkPolicy, Kubernetes 1.25+). */
+const ALL_BUT_MANAGEMENT: Port[] = [
+  { protocol: "TCP", port: 1, endPort: MILVUS_METRICS_PORT - 1 },
+  { protocol: "TCP", port: MILVUS_METRICS_PORT + 1, endPort: 65535 },
+];
 const pods = (labels: Record<string, string>): Peer => ({ podSelector: { matchLabels: labels } });
 const namespace = (name: string): Peer => ({
   namespaceSelector: { matchLabels: { [NAMESPACE_NAME_LABEL]: name } },
@@ -77,13 +80,17 @@ export function dataNetworkPolicies(args: DataNetworkPoliciesArgs): PolicySpec[]
       podSelector: { matchLabels: milvus },
       policyTypes: ["Ingress", "Egress"],
       ingress: [
-        // Milvus roles call each other on their internal gRPC ports (sessions in etcd name them).
-        { from: [pods(milvus)] },
+        // Milvus roles call each other on their internal gRPC ports (sessions in etcd name them), never
+        // on 9091: it serves `/management/*` (stop a component, change log levels) without authentication
+        // in 2.6 (milvus-io/milvus #49588, #50763). `common.security.adminAuthEnabled`, which guards it,
+        // exists only on master (milvus PR #52580), not in the 2.6 branch the pinned v2.6.24 comes from.
+        // Only Prometheus reaches it; the kubelet's probes come from the node, which Cilium admits.
+        { from: [pods(milvus)], ports: ALL_BUT_MANAGEMENT },
         { from: [monitoring], ports: tcp(MILVUS_METRICS_PORT) },
         { from: [pods({ "app.kubernetes.io/name": APP.backup })], ports: tcp(MILVUS_GRPC_PORT) },
       ],
       egress: [
-        { to: [pods(milvus)] },
+        { to: [pods(milvus)], ports: ALL_BUT_MANAGEMENT },
         { to: [pods(etcdServer)], ports: tcp(ETCD_CLIENT_PORT) },
         args.objectStore === "minio"
           ? { to: [pods(minioServer)], ports: tcp(MINIO_API_PORT) }
@@ -92,14 +99,12 @@ export function dataNetworkPolicies(args: DataNetworkPoliciesArgs): PolicySpec[]
     },
     {
       // Clients arrive through the internal load balancer (any VNet or peered address) or from pods in
-      // other namespaces; authorization is on, so the gRPC port is open to every source that can route here.
+      // other namespaces; authorization is on, so the gRPC port is open to every source that can route
+      // here. The management port is not: see the `milvus` policy.
       name: "milvus-clients",
       podSelector: { matchLabels: selectorLabels(APP.milvus, args.clientRole) },
       policyTypes: ["Ingress"],
-      ingress: [
-        { ports: tcp(MILVUS_GRPC_PORT) },
-        { from: [{ ipBlock: { cidr: args.vnetCidr } }], ports: tcp(MILVUS_METRICS_PORT) },
-      ],
+      ingress: [{ ports: tcp(MILVUS_GRPC_PORT) }],
     },
     {
       name: "etcd",

@@ -66,6 +66,18 @@ export function newDisruptionBudget(
   );
 }
 
+/**
+ * Resource options of a StatefulSet whose volumes hold data (etcd, MinIO, standalone Milvus).
+ * pulumi-kubernetes replaces a StatefulSet when `spec.volumeClaimTemplates` changes (provider/pkg/
+ * provider/diff.go lists it as replace-triggering) and, the object name being fixed, deletes the old
+ * one first: raising a `diskSizeGi` would stop every member at once. So the template is ignored after
+ * creation (volumes grow in place: README "Growing a volume"), the workload is protected against
+ * `pulumi destroy` and deletes, and CI fails on any planned replace (scripts/check-preview.ts).
+ */
+export function statefulOptions(parent: pulumi.Resource): pulumi.CustomResourceOptions {
+  return { parent, protect: true, ignoreChanges: ["spec.volumeClaimTemplates"] };
+}
+
 /** The single `data` volume claim of a StatefulSet's pods (Premium SSD, one per pod). */
 export function dataVolumeClaim(
   labels: Record<string, string>,
@@ -81,6 +93,17 @@ export function dataVolumeClaim(
     },
   };
 }
+
+/**
+ * Pod-spec fields every pod of this project carries. No service links: by default the kubelet injects
+ * `<SERVICE>_PORT=tcp://<ip>:<port>` and friends for every Service in the pod's namespace
+ * (kubernetes pkg/kubelet/envvars/envvars.go). Milvus reads environment variables before its yaml
+ * files, lower-cased with `_`, `.` and `/` removed (milvus pkg/util/paramtable/base_table.go and
+ * pkg/config/config.go formatKey), so the `minio` Service's `MINIO_PORT` overrides `minio.port` and
+ * every role fails with "Endpoint url cannot have fully qualified paths" (zilliztech/milvus-operator
+ * #504 and #505, milvus-io/milvus-helm #400). Nothing here uses those variables; DNS names are used.
+ */
+export const POD_DEFAULTS = { enableServiceLinks: false } as const;
 
 /** Pod-level security context satisfying Pod Security "restricted". */
 export function podSecurityContext(runAsUser: number, runAsGroup: number = runAsUser) {

@@ -22,22 +22,21 @@ export function storageClassDefaults(diskSku: DiskSku) {
     volumeBindingMode: "WaitForFirstConsumer",
     allowVolumeExpansion: true,
     parameters,
-    /** etcd, MinIO and the standalone pod: losing the volume loses data, so it outlives its claim. */
+    /**
+     * etcd, MinIO and the standalone pod: losing the volume loses data, so it outlives its claim. Caches
+     * (query and streaming nodes) use no disk class at all: a zonal disk would pin the pod to its zone.
+     */
     retain: { name: "milvus-premium-retain", reclaimPolicy: "Retain" },
-    /** Query node cache: rebuilt from the object store, so deleting it with the pod's claim is safe. */
-    scratch: { name: "milvus-premium-scratch", reclaimPolicy: "Delete" },
   };
 }
 
 /**
  * Premium SSD StorageClasses on the Azure Disk CSI driver: `WaitForFirstConsumer` (mandatory with
- * zonal disks), expandable, `Retain` for database volumes and `Delete` for rebuildable caches.
+ * zonal disks), expandable, `Retain`: only database volumes use it.
  */
 export class StorageClassesComponent extends pulumi.ComponentResource {
   /** Class for volumes that hold data (Retain). */
   public readonly retainClassName: pulumi.Output<string>;
-  /** Class for caches rebuilt from the object store (Delete). */
-  public readonly scratchClassName: pulumi.Output<string>;
 
   constructor(name: string, args: StorageClassesArgs, opts?: pulumi.ComponentResourceOptions) {
     super("milvus-aks:k8s:StorageClasses", name, {}, opts);
@@ -58,7 +57,6 @@ export class StorageClassesComponent extends pulumi.ComponentResource {
         { parent: this, deleteBeforeReplace: true },
       );
     this.retainClassName = make("retain", d.retain).metadata.name;
-    this.scratchClassName = make("scratch", d.scratch).metadata.name;
-    this.registerOutputs({ retainClassName: this.retainClassName, scratchClassName: this.scratchClassName });
+    this.registerOutputs({ retainClassName: this.retainClassName });
   }
 }

@@ -186,7 +186,9 @@ describe("stack configuration", () => {
       assert.equal(d.milvus.mixCoord.replicas, 2);
       assert.equal(d.milvus.queryNode.requests.memory, d.milvus.queryNode.limits.memory);
       assert.equal(d.etcd.replicas, 3);
-      assert.equal(d.minio.replicas, 4);
+      // 2 MinIO pods per zone: EC:3 keeps write quorum through a zone loss (components/erasure.ts).
+      assert.equal(d.minio.replicas, 6);
+      assert.equal(d.etcd.diskSizeGi, 128);
       assert.equal(d.drainTimeoutMinutes, 40);
       assert.equal(d.backup.schedule, "0 2 * * *");
       assert.equal(d.backup.retentionDays, 30);

@@ -1,30 +1,29 @@
-/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-return, @typescript-eslint/no-explicit-any --
+/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-return --
  * Rendered objects are untyped JSON (schemaProblems validates their shape against the OpenAPI schemas);
  * walking them through `any` keeps the invariants below readable. */
 import * as assert from "node:assert/strict";
 import * as yaml from "js-yaml";
 import { APP, appLabels, DATA_NAMESPACE, MONITORING_NAMESPACE } from "../components/naming";
 import { schemaProblems } from "../tools/k8s-schema";
+import { isSecretValue, kubernetesObjects, RenderResult, renderStack } from "../tools/offline-runtime";
 import {
-  isSecretValue,
-  kubernetesObjects,
-  RenderResult,
-  renderStack,
-  revealSecrets,
-} from "../tools/offline-runtime";
+  effectiveReplicas,
+  inNamespace,
+  Obj,
+  objectsOf,
+  ofKind,
+  podTemplates,
+  WORKLOAD_KINDS,
+} from "../tools/k8s-objects";
 
 /**
  * The data layer's invariants, checked on what `pulumi up` would send for prod, dev and an Azure Blob
  * stack, and shown to fail on deliberately broken copies of those objects.
  */
 
-type Obj = Record<string, any>;
 type Labels = Record<string, string>;
 
-const WORKLOAD_KINDS = ["Deployment", "StatefulSet"];
-const objectsOf = (r: RenderResult): Obj[] => kubernetesObjects(r).map((o) => revealSecrets(o.inputs) as Obj);
-const inNs = (objs: Obj[]) => objs.filter((o) => o.metadata?.namespace === DATA_NAMESPACE);
-const ofKind = (objs: Obj[], kind: string) => objs.filter((o) => o.kind === kind);
+const inNs = (objs: Obj[]) => inNamespace(objs, DATA_NAMESPACE);
 const named = (objs: Obj[], kind: string, name: string): Obj => {
   const found = objs.filter((o) => o.kind === kind && o.metadata.name === name);
   assert.equal(found.length, 1, `expected one ${kind} ${name}, found ${found.length}`);
@@ -32,23 +31,6 @@ const named = (objs: Obj[], kind: string, name: string): Obj => {
 };
 const matches = (selector: Labels | undefined, labels: Labels | undefined) =>
   Object.entries(selector ?? {}).every(([k, v]) => labels?.[k] === v);
-
-/** Pod templates of workloads, CronJobs and Jobs: [owner, template]. */
-function podTemplates(objs: Obj[]): { owner: Obj; template: Obj }[] {
-  return objs.flatMap((o) => {
-    if (WORKLOAD_KINDS.includes(o.kind) || o.kind === "Job") return [{ owner: o, template: o.spec.template }];
-    if (o.kind === "CronJob") return [{ owner: o, template: o.spec.jobTemplate.spec.template }];
-    return [];
-  });
-}
-
-/** Replicas a workload runs with: its own count, or its HPA's floor when an HPA owns the count. */
-function effectiveReplicas(objs: Obj[], w: Obj): number {
-  const hpa = ofKind(objs, "HorizontalPodAutoscaler").find(
-    (h) => h.spec.scaleTargetRef.kind === w.kind && h.spec.scaleTargetRef.name === w.metadata.name,
-  );
-  return hpa ? hpa.spec.minReplicas : (w.spec.replicas ?? 1);
-}
 
 const PINNED =
   /^[^:@\s]+(:(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]*|@sha256:[a-f0-9]{64})$|^[^@\s]+:[^:@\s/]+@sha256:[a-f0-9]{64}$/;
@@ -188,6 +170,12 @@ function dataLayerProblems(all: Obj[]): string[] {
     if (s.metadata.annotations?.["service.beta.kubernetes.io/azure-load-balancer-internal"] !== "true") {
       problems.push(`${id(s)}: public load balancer`);
     }
+    // Milvus 2.6 serves unauthenticated /management/* on 9091 (milvus-io/milvus #49588, #50763).
+    for (const port of s.spec.ports ?? []) {
+      if (port.port === 9091 || port.targetPort === 9091 || port.targetPort === "metrics") {
+        problems.push(`${id(s)}: exposes the management port ${String(port.port)} on a load balancer`);
+      }
+    }
   }
   return problems;
 }
@@ -248,7 +236,13 @@ function allowed(
       const peers = rule[direction === "ingress" ? "from" : "to"];
       const peerOk =
         peers === undefined || peers.some((peer: Obj) => peerMatches(peer, other, self.namespace));
-      const portOk = rule.ports === undefined || rule.ports.some((p2: Obj) => p2.port === port);
+      // `endPort` makes a rule cover a range (NetworkPolicyPort, Kubernetes 1.25+).
+      const portOk =
+        rule.ports === undefined ||
+        rule.ports.some(
+          (p2: Obj) =>
+            p2.port === port || (p2.endPort !== undefined && p2.port <= port && port <= p2.endPort),
+        );
       return peerOk && portOk;
     }),
   );
@@ -307,7 +301,8 @@ describe("data layer", () => {
     assert.deepEqual(hpa("milvus-proxy"), ["Deployment", 3, 10]);
     assert.deepEqual(hpa("milvus-querynode"), ["StatefulSet", 3, 6]);
     assert.equal(replicas("StatefulSet", "etcd"), 3);
-    assert.equal(replicas("StatefulSet", "minio"), 4);
+    // Two per zone: EC:3 keeps write quorum when a zone's two drives are gone (components/erasure.ts).
+    assert.equal(replicas("StatefulSet", "minio"), 6);
     assert.deepEqual(
       ofKind(ns, "PodDisruptionBudget")
         .map((p) => p.metadata.name)
@@ -481,6 +476,16 @@ describe("data layer", () => {
         (o) => delete named(o, "Service", "milvus").metadata.annotations,
         /Service milvus: public load balancer/,
       ],
+      [
+        "management port on the load balancer",
+        (o) =>
+          named(o, "Service", "milvus").spec.ports.push({
+            name: "metrics",
+            port: 9091,
+            targetPort: "metrics",
+          }),
+        /Service milvus: exposes the management port 9091 on a load balancer/,
+      ],
     ];
     for (const [what, mutate, expected] of cases) {
       const broken = structuredClone(inNs(prodObjs));
@@ -540,16 +545,20 @@ describe("data layer", () => {
     assert.deepEqual(job.spec.template.spec.containers[0].args, ["mb", "--ignore-existing", "milvus/milvus"]);
   });
 
-  it("gives query nodes guaranteed memory, a per-pod Premium cache volume, and the required HPA", () => {
+  it("gives query nodes guaranteed memory, an emptyDir cache counted as ephemeral storage, and the required HPA", () => {
     const ns = inNs(prodObjs);
     const qn = named(ns, "StatefulSet", "milvus-querynode");
     const c = qn.spec.template.spec.containers[0];
     assert.equal(c.resources.requests.memory, c.resources.limits.memory);
-    assert.deepEqual(qn.spec.volumeClaimTemplates[0].spec, {
-      accessModes: ["ReadWriteOnce"],
-      storageClassName: "milvus-premium-scratch",
-      resources: { requests: { storage: "100Gi" } },
-    });
+    // A cache on a zonal disk could never leave a lost zone: an emptyDir on the node's OS disk instead,
+    // with the cache, /tmp (1Gi) and 2Gi of logs and writable layer requested and limited.
+    assert.equal(qn.spec.volumeClaimTemplates, undefined);
+    assert.deepEqual(
+      qn.spec.template.spec.volumes.find((v: Obj) => v.name === "data"),
+      { name: "data", emptyDir: { sizeLimit: "100Gi" } },
+    );
+    assert.equal(c.resources.requests["ephemeral-storage"], "103Gi");
+    assert.equal(c.resources.limits["ephemeral-storage"], "103Gi");
     const proxyHpa = named(ns, "HorizontalPodAutoscaler", "milvus-proxy").spec;
     assert.deepEqual(
       proxyHpa.metrics.map((m: Obj) => [m.resource.name, m.resource.target.averageUtilization]),
@@ -573,7 +582,7 @@ describe("data layer", () => {
     assert.deepEqual(qnHpa.behavior.scaleUp, proxyHpa.behavior.scaleUp);
   });
 
-  it("probes /healthz on 9091 with the required timings and fits graceful stop inside the drain timeout", () => {
+  it("probes 9091 (TCP alive, /healthz ready) with the required timings and fits graceful stop inside the drain timeout", () => {
     const ns = inNs(prodObjs);
     const milvus = ns.filter(
       (o) => WORKLOAD_KINDS.includes(o.kind) && o.metadata.labels["app.kubernetes.io/name"] === "milvus",
@@ -582,9 +591,13 @@ describe("data layer", () => {
     for (const w of milvus) {
       const spec = w.spec.template.spec;
       const c = spec.containers[0];
-      const metricsPort = c.ports.find((p: Obj) => p.name === c.livenessProbe.httpGet.port);
+      const metricsPort = c.ports.find((p: Obj) => p.name === c.livenessProbe.tcpSocket.port);
       assert.equal(metricsPort.containerPort, 9091);
-      assert.equal(c.livenessProbe.httpGet.path, "/healthz");
+      // Alive is a TCP connect (milvus-operator, milvus-helm); /healthz answers 500 until every
+      // component is Healthy or StandBy, so it only gates readiness.
+      assert.deepEqual(c.startupProbe.tcpSocket, { port: "metrics" });
+      assert.equal(c.livenessProbe.httpGet, undefined);
+      assert.deepEqual(c.readinessProbe.httpGet, { path: "/healthz", port: "metrics" });
       assert.deepEqual(
         [
           c.livenessProbe.initialDelaySeconds,
@@ -662,6 +675,13 @@ describe("data layer", () => {
     ] as const) {
       assert.equal(allowed(objs, "ingress", target, prometheus, port), true, `prometheus -> ${port}`);
     }
+    // The management port 9091 (unauthenticated /management/* in Milvus 2.6, milvus-io/milvus #49588):
+    // Prometheus only, not clients, not the worker, not other Milvus pods.
+    assert.equal(flow(objs, queryNode, proxy, 9091), false);
+    assert.equal(allowed(objs, "ingress", proxy, app, 9091), false);
+    assert.equal(allowed(objs, "ingress", proxy, backup, 9091), false);
+    assert.equal(allowed(objs, "ingress", proxy, { namespace: "x", labels: {} }, 9091), false);
+    assert.equal(flow(objs, queryNode, proxy, 9092), true);
     // Denied: clients to internal ports and dependencies, dependencies to Milvus, Milvus to the internet.
     assert.equal(allowed(objs, "ingress", queryNode, app, 21123), false);
     assert.equal(allowed(objs, "ingress", etcd, app, 2379), false);

@@ -37,7 +37,7 @@ describe("data layer defaults", () => {
     const standalone = milvusTopology({ ...defaultsFor("dev").milvus, mode: "standalone" });
     assert.deepEqual(
       standalone.map((w) => [w.role, w.kind, w.replicas, w.hpa, w.pdb, w.volume]),
-      [["standalone", "StatefulSet", 1, undefined, false, { kind: "pvc", sizeGi: 100, retain: true }]],
+      [["standalone", "StatefulSet", 1, undefined, false, { kind: "pvc", sizeGi: 100 }]],
     );
   });
 
@@ -50,10 +50,13 @@ describe("data layer defaults", () => {
     );
   });
 
-  it("uses the required probe timings on /healthz", () => {
+  it("uses the required probe timings: TCP for alive, /healthz for ready", () => {
     const p = milvusProbes(60);
+    // Liveness and startup are TCP on 9091 as in milvus-operator and milvus-helm: /healthz answers 500
+    // until every component is Healthy or StandBy (milvus internal/http/healthz/healthz_handler.go).
+    assert.deepEqual(p.startupProbe.tcpSocket, { port: "metrics" });
     assert.deepEqual(p.livenessProbe, {
-      httpGet: { path: "/healthz", port: "metrics" },
+      tcpSocket: { port: "metrics" },
       initialDelaySeconds: 30,
       periodSeconds: 10,
       timeoutSeconds: 5,
@@ -106,9 +109,18 @@ describe("data layer defaults", () => {
       objectStore: { kind: "minio", host: "m", port: 9000, bucketName: "b", accessKey: "a", secretKey: "s" },
       rootPassword: "p",
       terminationGraceSeconds: 1800,
-    }) as { common: { gracefulStopTimeout: number }; dataCoord: { segment: unknown } };
+    }) as {
+      common: { gracefulStopTimeout: number };
+      dataNode: { gracefulStopTimeout: number };
+      queryNode: { gracefulStopTimeout: number };
+      dataCoord: { segment?: unknown };
+    };
     assert.equal(conf.common.gracefulStopTimeout, 1740);
-    assert.deepEqual(conf.dataCoord.segment, { maxSize: 1024, sealProportion: 0.75 });
+    // dataNode's own key defaults to 1800 and does not fall back to common (component_param.go).
+    assert.equal(conf.dataNode.gracefulStopTimeout, 1740);
+    assert.equal(conf.queryNode.gracefulStopTimeout, 1740);
+    // Segment sizing stays at Milvus 2.6's defaults (sealProportion 0.12), nothing overridden.
+    assert.equal(conf.dataCoord.segment, undefined);
   });
 
   it("lists every etcd member and the compaction, quota and timing flags", () => {
@@ -186,7 +198,6 @@ describe("data layer defaults", () => {
         namespace: "milvus",
         clientRole: "proxy",
         objectStore: store,
-        vnetCidr: "10.10.0.0/16",
       }).map((p) => p.name);
     assert.deepEqual(names("minio"), [
       "default-deny",

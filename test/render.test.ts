@@ -40,7 +40,7 @@ describe("offline render", () => {
       "StatefulSet milvus/etcd: 3 replica(s), PDB maxUnavailable 1, zone-spread",
       "StatefulSet milvus/milvus-querynode: HPA 3..6 (never scales in), PDB maxUnavailable 1, zone-spread",
       "StatefulSet milvus/milvus-streamingnode: 2 replica(s), PDB maxUnavailable 1, zone-spread",
-      "StatefulSet milvus/minio: 4 replica(s), PDB maxUnavailable 1, zone-spread",
+      "StatefulSet milvus/minio: 6 replica(s), PDB maxUnavailable 1, zone-spread",
     ]);
     assert.deepEqual(topology(await renderStack("dev")), [
       "StatefulSet milvus/etcd: 1 replica(s), no PDB",

@@ -23,6 +23,7 @@ interface Step {
   run?: string;
   with?: Obj;
   env?: Obj;
+  if?: string;
 }
 interface Job {
   permissions?: Obj;
@@ -429,14 +430,29 @@ describe("deploy workflow", () => {
   const wf = load("deploy.yml");
 
   it("deploys main: pre-production first, production behind the approval environment", () => {
-    assert.deepEqual(wf.on, { push: { branches: ["main"] }, workflow_dispatch: null });
+    assert.deepEqual(Object.keys(wf.on), ["push", "workflow_dispatch"]);
+    assert.deepEqual(wf.on.push, { branches: ["main"] });
+    // A manual run may name the stateful resources it deliberately replaces or deletes (see the guard).
+    assert.deepEqual(wf.on.workflow_dispatch, {
+      inputs: {
+        allow_stateful_changes: {
+          description:
+            'URNs, separated by spaces, of stateful resources this run may replace or delete (take a backup first). Empty: a plan that replaces or deletes one fails before `pulumi up`. README "Delivery".',
+          type: "string",
+          required: false,
+          default: "",
+        },
+      },
+    });
     const preprod = wf.jobs.preprod;
     const production = wf.jobs.production;
     assert.deepEqual(production.environment, { name: "production" });
     assert.deepEqual(production.needs, ["plan", "preprod"]);
     for (const job of [preprod, production]) {
       assert.equal((job.strategy as Obj)["max-parallel"], 1);
-      const up = job.steps.find((s) => s.uses?.startsWith("pulumi/actions@"))!;
+      const up = job.steps.find(
+        (s) => s.uses?.startsWith("pulumi/actions@") && s.with?.command !== undefined,
+      )!;
       assert.equal(up.with?.command, "up");
       assert.equal(up.with.policyPacks, "policy");
       assert.equal(job.env?.MILVUS_AKS_STACK, "${{ matrix.stack }}");
@@ -465,6 +481,184 @@ describe("deploy workflow", () => {
       /Pulumi\.qa\.yaml has no milvus-aks:environment/,
     );
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+/**
+ * The stateful-resource guard (scripts/check-preview.ts) in every job that runs `pulumi up` or
+ * `pulumi preview` through pulumi/actions: present, run before `pulumi up`, never skippable, after the
+ * CLI is installed, and previewing the same stack as JSON with the replacement steps shown.
+ */
+function guardProblems(wf: Workflow): string[] {
+  const problems: string[] = [];
+  for (const [name, job] of Object.entries(wf.jobs)) {
+    const pulumiAt = job.steps.findIndex(
+      (s) => s.uses?.startsWith("pulumi/actions@") && ["up", "preview"].includes(String(s.with?.command)),
+    );
+    if (pulumiAt < 0) continue;
+    const pulumi = job.steps[pulumiAt];
+    const command = String(pulumi.with?.command);
+    const guardAt = job.steps.findIndex((s) => /\bnpm run -s check:preview -- "\$plan"/.test(s.run ?? ""));
+    if (guardAt < 0) {
+      problems.push(`${name}: no stateful-resource guard before pulumi ${command}`);
+      continue;
+    }
+    const guard = job.steps[guardAt];
+    if (command === "up" && guardAt > pulumiAt) problems.push(`${name}: the guard runs after pulumi up`);
+    if (job.steps.findIndex((s) => s.uses?.startsWith("pulumi/actions@")) > guardAt)
+      problems.push(`${name}: the Pulumi CLI is installed after the guard`);
+    if (guard.env?.STACK !== pulumi.with?.["stack-name"])
+      problems.push(`${name}: the guard previews another stack than pulumi ${command}`);
+    if (
+      !/^pulumi preview --stack "\$STACK" --json --show-replacement-steps .*> "\$plan"$/m.test(
+        guard.run ?? "",
+      )
+    )
+      problems.push(
+        `${name}: the guard does not check a JSON preview of the stack with its replacement steps`,
+      );
+    if ("continue-on-error" in guard || guard.if !== undefined)
+      problems.push(`${name}: the guard can be skipped`);
+  }
+  return problems;
+}
+
+describe("stateful-resource guard", () => {
+  const deploy = load("deploy.yml");
+  const preview = load("preview.yml");
+  const guardAt = (wf: Workflow, job: string) =>
+    wf.jobs[job].steps.findIndex((s) => s.id === "stateful-guard");
+
+  it("every deploy job checks its stack's plan before pulumi up", () => {
+    assert.deepEqual(guardProblems(deploy), []);
+    for (const job of ["preprod", "production"]) {
+      const steps = deploy.jobs[job].steps;
+      const up = steps.findIndex((s) => s.with?.command === "up");
+      assert.ok(guardAt(deploy, job) >= 0 && guardAt(deploy, job) < up, job);
+      // The same script in both jobs.
+      assert.equal(step(deploy, job, "stateful-guard").run, step(deploy, "preprod", "stateful-guard").run);
+    }
+    // Removing the guard, moving it after `pulumi up`, making it skippable or pointing it at another
+    // stack are each caught.
+    const without = load("deploy.yml");
+    without.jobs.production.steps.splice(guardAt(without, "production"), 1);
+    assert.deepEqual(guardProblems(without), ["production: no stateful-resource guard before pulumi up"]);
+    const late = load("deploy.yml");
+    const [moved] = late.jobs.preprod.steps.splice(guardAt(late, "preprod"), 1);
+    late.jobs.preprod.steps.push(moved);
+    assert.deepEqual(guardProblems(late), ["preprod: the guard runs after pulumi up"]);
+    const skippable = load("deploy.yml");
+    Object.assign(skippable.jobs.production.steps[guardAt(skippable, "production")], {
+      "continue-on-error": true,
+    });
+    assert.deepEqual(guardProblems(skippable), ["production: the guard can be skipped"]);
+    const other = load("deploy.yml");
+    other.jobs.preprod.steps[guardAt(other, "preprod")].env!.STACK = "${{ matrix.stack }}";
+    assert.deepEqual(guardProblems(other), ["preprod: the guard previews another stack than pulumi up"]);
+  });
+
+  it("the pull-request preview runs it for each previewed stack", () => {
+    assert.deepEqual(guardProblems(preview), []);
+    const without = load("preview.yml");
+    without.jobs.preview.steps.splice(guardAt(without, "preview"), 1);
+    assert.deepEqual(guardProblems(without), ["preview: no stateful-resource guard before pulumi preview"]);
+  });
+
+  describe("its script, run against a stand-in Pulumi CLI", () => {
+    const ETCD =
+      "urn:pulumi:prod::milvus-aks::milvus-aks:k8s:DataLayer$milvus-aks:k8s:Etcd$kubernetes:apps/v1:StatefulSet::milvus-prod-data-etcd-statefulset";
+    const MINIO =
+      "urn:pulumi:prod::milvus-aks::milvus-aks:k8s:DataLayer$milvus-aks:k8s:Minio$kubernetes:apps/v1:StatefulSet::milvus-prod-data-minio-statefulset";
+    let dir: string;
+    let log: string;
+    before(() => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), "guard-"));
+      fs.mkdirSync(path.join(dir, "bin"));
+      log = path.join(dir, "pulumi.log");
+      // Logs its arguments and prints the fixture as `pulumi preview --json` would.
+      fs.writeFileSync(
+        path.join(dir, "bin", "pulumi"),
+        `#!/usr/bin/env bash\necho "$*" >> ${JSON.stringify(log)}\ncase "$1" in\n  login) ;;\n  preview) cat "$FAKE_PREVIEW" ;;\n  *) exit 64 ;;\nesac\n`,
+        { mode: 0o755 },
+      );
+    });
+    beforeEach(() => {
+      fs.rmSync(log, { force: true });
+    });
+    after(() => {
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+    const guard = (wf: Workflow, job: string, fixture: string, env: Record<string, string> = {}) =>
+      runStep(step(wf, job, "stateful-guard"), ROOT, {
+        PATH: `${path.join(dir, "bin")}:${process.env.PATH ?? ""}`,
+        RUNNER_TEMP: dir,
+        FAKE_PREVIEW: path.join(ROOT, "test", "fixtures", "preview", fixture),
+        STACK: "prod",
+        PULUMI_BACKEND_URL: "",
+        ...env,
+      }).stdout;
+    const calls = () => fs.readFileSync(log, "utf8").trim().split("\n");
+
+    it("fails the deploy job on a StatefulSet replace, before pulumi up", () => {
+      assert.throws(
+        () => guard(deploy, "production", "etcd-statefulset-replace.json"),
+        (err: Error) => {
+          assert.match(
+            err.message,
+            /^step exited with 1: check-preview: 1 step of 2 would replace or delete a stateful resource:\n {2}replace urn:pulumi:prod::milvus-aks::milvus-aks:k8s:DataLayer\$milvus-aks:k8s:Etcd\$kubernetes:apps\/v1:StatefulSet::milvus-prod-data-etcd-statefulset\n/,
+          );
+          return true;
+        },
+      );
+      assert.deepEqual(calls(), ["preview --stack prod --json --show-replacement-steps --non-interactive"]);
+      assert.ok(fs.existsSync(path.join(dir, "preview-prod.json")));
+    });
+
+    it("lets through exactly the URNs a manual run allows", () => {
+      assert.equal(
+        guard(deploy, "production", "etcd-statefulset-replace.json", { ALLOW_URNS: ETCD }),
+        `check-preview: 2 steps checked, none replaces or deletes a stateful resource (1 allowed by --allow):\n  replace ${ETCD}\n`,
+      );
+      assert.throws(
+        () => guard(deploy, "preprod", "replacement-steps.json", { ALLOW_URNS: ETCD }),
+        /^Error: step exited with 1: check-preview: 3 steps of 7 would replace or delete a stateful resource:\n {2}delete-replaced urn:[^\n]*milvus-prod-data-minio-statefulset\n/,
+      );
+      assert.match(
+        guard(deploy, "preprod", "replacement-steps.json", { ALLOW_URNS: ` ${ETCD}\n${MINIO} ` }),
+        /^check-preview: 7 steps checked, none replaces or deletes a stateful resource \(6 allowed by --allow\):\n/,
+      );
+      // Split on whitespace, never glob-expanded: "*" reaches the check as it is, which refuses it.
+      assert.throws(
+        () => guard(deploy, "preprod", "replacement-steps.json", { ALLOW_URNS: "*" }),
+        /^Error: step exited with 2: check-preview: --allow takes a full URN \(urn:pulumi:<stack>::<project>::<type>::<name>\), not "\*"/,
+      );
+    });
+
+    it("logs in to a self-managed backend and previews the organisation's stack", () => {
+      assert.equal(
+        guard(deploy, "preprod", "statefulset-update.json", {
+          STACK: "acme/milvus-aks/prod",
+          PULUMI_BACKEND_URL: "azblob://pulumi-state",
+        }),
+        "check-preview: 2 steps checked, none replaces or deletes a stateful resource.\n",
+      );
+      assert.deepEqual(calls(), [
+        "login azblob://pulumi-state",
+        "preview --stack acme/milvus-aks/prod --json --show-replacement-steps --non-interactive",
+      ]);
+      assert.ok(fs.existsSync(path.join(dir, "preview-acme-milvus-aks-prod.json")));
+    });
+
+    it("fails the pull-request preview on a volume claim delete, passes a Deployment replace", () => {
+      assert.throws(
+        () => guard(preview, "preview", "pvc-delete.json", { STACK: "dev" }),
+        /^Error: step exited with 1: check-preview: 1 step of 2 would replace or delete a stateful resource:\n {2}delete urn:pulumi:dev::/,
+      );
+      assert.equal(
+        guard(preview, "preview", "deployment-replace.json", { STACK: "staging" }),
+        "check-preview: 2 steps checked, none replaces or deletes a stateful resource.\n",
+      );
+    });
   });
 });
 

@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as yaml from "js-yaml";
 import { kubernetesObjects, redactSecrets, renderStack, ROOT } from "./offline-runtime";
 import { topology } from "./topology";
+import { failureDomains, formatFailureDomains } from "./failureDomains";
 
 /**
  * `npm run render -- <stack> [--file <stack file>]`: what `pulumi up` would declare for a stack, offline.
@@ -63,6 +64,16 @@ async function main(): Promise<void> {
   for (const line of topology(result)) console.log(`  ${line}`);
   console.log("resources by type:");
   for (const [type, n] of [...byType.entries()].sort()) console.log(`  ${String(n).padStart(3)}  ${type}`);
+  const domains = failureDomains(result);
+  console.log("failure domains:");
+  for (const line of formatFailureDomains(domains)) console.log(`  ${line}`);
+  // A production stack must survive any one zone; the report names what would not.
+  if (domains.problems.length > 0) {
+    console.error(
+      `render: ${stack} cannot survive the loss of one zone:\n${domains.problems.map((p) => `  - ${p}`).join("\n")}`,
+    );
+    process.exitCode = 1;
+  }
 }
 
 main().catch((err: unknown) => {
