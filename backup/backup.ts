@@ -6,11 +6,13 @@
  * read. The manifest (schema, indexes, chunk list with row counts and SHA-256) is written last, so an
  * interrupted backup is never listed or restorable.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import type { BlobStore } from "./blobStore";
 import { ColumnAccumulator, columnSpecs, DYNAMIC_FIELD, type ColumnSpec } from "./columns";
-import { WorkerError } from "./errors";
+import { describeError, stopIfAborted, WorkerError } from "./errors";
+import { lockCollection } from "./lock";
 import {
+  backupPrefix,
   buildChunk,
   chunkPath,
   FORMAT_VERSION,
@@ -40,6 +42,8 @@ export interface BackupOptions {
    * on Milvus a 1 MiB page already amortises the per-request overhead.
    */
   pageBytes?: number;
+  /** Stops the backup between pages (SIGTERM): no manifest is written, so nothing half-done is listed. */
+  signal?: AbortSignal;
 }
 
 export interface BackupSummary {
@@ -108,6 +112,23 @@ export async function backupCollection(
   log: Log,
   opts: BackupOptions = {},
 ): Promise<BackupSummary> {
+  // Backups and restores of one collection never interleave (lock.ts).
+  const lock = await lockCollection(store, collection, `backup of ${collection}`, log);
+  try {
+    const signal = opts.signal ? AbortSignal.any([opts.signal, lock.lost]) : lock.lost;
+    return await backupLocked(milvus, store, collection, log, { ...opts, signal });
+  } finally {
+    await lock.release();
+  }
+}
+
+async function backupLocked(
+  milvus: Milvus,
+  store: BlobStore,
+  collection: string,
+  log: Log,
+  opts: BackupOptions,
+): Promise<BackupSummary> {
   const started = Date.now();
   const chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   const inFlight = Math.max(1, opts.uploadsInFlight ?? 2);
@@ -142,6 +163,20 @@ export async function backupCollection(
   });
 
   const chunks: ChunkEntry[] = [];
+  // What was read, page by page: on a server that cannot pin reads it is read again and compared.
+  const readDigest = createHash("sha256");
+  const stopped = async (where: string) => {
+    if (!opts.signal?.aborted) return;
+    await Promise.allSettled(pending);
+    try {
+      stopIfAborted(opts.signal, where);
+    } catch (e) {
+      throw new WorkerError(
+        `backup of ${collection} ${describeError(e)}: no manifest was written, so backup ${backupId} is not listed; ` +
+          `its ${seq} uploaded chunk(s) under ${backupPrefix(backupId)} are removed by prune after a day. Run the backup again.`,
+      );
+    }
+  };
   const pending = new Set<Promise<void>>();
   let failure: Error | undefined;
   let seq = 0;
@@ -194,9 +229,11 @@ export async function backupCollection(
     while (next) {
       const res: QueryResponse = await next;
       next = undefined;
+      await stopped(`after ${rowsRead} of ${promised} rows`);
       const keys = pkValues(res, pk.name);
       const n = keys.length;
       if (n === 0) break;
+      readDigest.update(pageDigest(res));
       const last = String(keys[n - 1]);
       // Ask for the next page before encoding this one, so the server works while we do.
       if (n === pageRows) next = milvus.queryPage(def, partition, last, pageRows, outputFields, snapshot);
@@ -236,6 +273,18 @@ export async function backupCollection(
   await Promise.all(pending);
   if (failure) throw failure;
   if (!snapshot) {
+    // Without a flush timestamp the reads were not pinned. A write during the backup that changed a row
+    // already read and one read later would give a state that never existed (a torn backup); the row
+    // count cannot see it. Reading everything again and comparing can: any row that changed after it
+    // was read reads differently now.
+    const again = await rereadDigest(milvus, def, partitions, pageRows, outputFields);
+    if (again !== readDigest.digest("hex")) {
+      throw new WorkerError(
+        `backup of ${collection}: rows changed while they were being read, and this server cannot pin reads to a ` +
+          "timestamp (Milvus Lite), so the backup would mix old and new rows. No backup was written (its chunks are " +
+          "removed by prune); stop writes to the collection during the backup, or run it again.",
+      );
+    }
     // Without a flush timestamp the reads were not pinned: a changed count means writes happened meanwhile.
     const after = await milvus.count(collection, undefined, null);
     if (after !== promised) {
@@ -244,6 +293,18 @@ export async function backupCollection(
           "and this server cannot pin reads to a timestamp; stop writes or run the backup again",
       );
     }
+  }
+
+  // A chunk deleted after its upload (a prune with a wrong clock, a person) would make a listed backup
+  // that cannot be restored: confirm every chunk is there, with its size, before the manifest exists.
+  const stored = new Map<string, number>();
+  for await (const b of store.list(backupPrefix(backupId))) stored.set(b.name, b.size);
+  const gone = chunks.filter((c) => stored.get(c.file) !== c.bytes).map((c) => c.file);
+  if (gone.length > 0) {
+    throw new WorkerError(
+      `backup of ${collection}: ${gone.length} uploaded chunk(s) are missing or changed in ${store.location} ` +
+        `(${gone.slice(0, 3).join(", ")}); something deleted them during the backup. No backup was written; run it again.`,
+    );
   }
 
   const manifest: Manifest = {
@@ -283,4 +344,33 @@ export async function backupCollection(
     chunks: chunks.length,
     seconds,
   };
+}
+
+/** A digest of one page of query results (field names, types and values, in the order returned). */
+function pageDigest(res: QueryResponse): Buffer {
+  return createHash("sha256").update(JSON.stringify(res.fields_data)).digest();
+}
+
+/** Reads the collection again page by page, as the backup did, and digests what it reads. */
+async function rereadDigest(
+  milvus: Milvus,
+  def: CollectionDef,
+  partitions: (string | undefined)[],
+  pageRows: number,
+  outputFields: string[],
+): Promise<string> {
+  const pk = primaryField(def);
+  const digest = createHash("sha256");
+  for (const partition of partitions) {
+    let cursor: string | null = null;
+    for (;;) {
+      const res = await milvus.queryPage(def, partition, cursor, pageRows, outputFields, null);
+      const keys = pkValues(res, pk.name);
+      if (keys.length === 0) break;
+      digest.update(pageDigest(res));
+      cursor = String(keys[keys.length - 1]);
+      if (keys.length < pageRows) break;
+    }
+  }
+  return digest.digest("hex");
 }

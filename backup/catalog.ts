@@ -1,6 +1,13 @@
 /**
- * Reading the catalogue of backups: list (complete backups only), manifest loading and verify
- * (every chunk present, of the recorded size and SHA-256, with the recorded row counts; no Milvus).
+ * Reading the catalogue of backups: list (intact backups, and damaged ones reported apart), manifest
+ * loading and verify (every chunk present, of the recorded size and SHA-256, with the recorded row
+ * counts; no Milvus).
+ *
+ * The catalogue comes from one walk of `backups/` (names, sizes and the storage's lastModified of every
+ * blob) plus a download of each manifest; no chunk is downloaded. A backup is *intact* when its
+ * manifest parses and every chunk it lists exists with the listed byte size; a backup with a manifest
+ * that fails either check is *damaged* and is reported with the reason instead of failing the whole
+ * listing. Blobs of a backup without a manifest are *incomplete* (an interrupted or running backup).
  */
 import type { BlobStore } from "./blobStore";
 import { WorkerError } from "./errors";
@@ -27,16 +34,33 @@ export interface BackupListing {
   formatVersion: number;
 }
 
+/** A backup with a manifest that cannot be used; never counted or deleted by prune. */
+export interface DamagedBackup {
+  backupId: string;
+  /** Known when the manifest could be read. */
+  collection?: string;
+  time?: string;
+  reason: string;
+}
+
+export interface Catalog {
+  /** Intact backups, newest first (by manifest time). */
+  backups: BackupListing[];
+  /** Damaged backups, by backup id. */
+  damaged: DamagedBackup[];
+}
+
 /** Parses and checks a manifest; throws a clear error for anything that is not a usable backup. */
 export function parseManifest(data: Buffer, backupId: string): Manifest {
-  let m: Manifest;
+  let parsed: unknown;
   try {
-    m = JSON.parse(data.toString("utf8")) as Manifest;
+    parsed = JSON.parse(data.toString("utf8"));
   } catch {
     throw new WorkerError(`backup ${backupId}: manifest.json is not valid JSON; the backup is damaged`);
   }
-  if ((m.kind as string) !== MANIFEST_KIND)
+  if (!isRecord(parsed) || parsed.kind !== MANIFEST_KIND)
     throw new WorkerError(`backup ${backupId}: manifest.json is not a backup manifest`);
+  const m = parsed as unknown as Manifest;
   if (m.formatVersion > FORMAT_VERSION) {
     throw new WorkerError(
       `backup ${backupId} has format version ${m.formatVersion}; this worker reads up to ${FORMAT_VERSION}: use a newer worker image`,
@@ -44,10 +68,27 @@ export function parseManifest(data: Buffer, backupId: string): Manifest {
   }
   if (m.backupId !== backupId)
     throw new WorkerError(`backup ${backupId}: manifest names a different backup (${m.backupId})`);
-  if (!Array.isArray(m.chunks) || typeof m.rows !== "number") {
+  const chunks: unknown = parsed.chunks;
+  if (
+    !Array.isArray(chunks) ||
+    typeof m.rows !== "number" ||
+    typeof parsed.collection !== "string" ||
+    typeof parsed.time !== "string" ||
+    !chunks.every(
+      (c) =>
+        isRecord(c) &&
+        typeof c.file === "string" &&
+        typeof c.bytes === "number" &&
+        typeof c.rows === "number",
+    )
+  ) {
     throw new WorkerError(`backup ${backupId}: manifest.json is incomplete; the backup is damaged`);
   }
   return m;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 export async function loadManifest(store: BlobStore, backupId: string): Promise<Manifest> {
@@ -73,35 +114,174 @@ async function firstBlob(store: BlobStore, prefix: string): Promise<boolean> {
   return false;
 }
 
-/** Complete backups (those with a manifest), newest first. */
-export async function listBackups(store: BlobStore, collection?: string): Promise<BackupListing[]> {
-  const ids: string[] = [];
-  for await (const b of store.list("backups/")) {
-    const m = /^backups\/([^/]+)\/manifest\.json$/.exec(b.name);
-    if (m?.[1]) ids.push(m[1]);
+/** What one walk of the container found under one backup id. */
+interface Stored {
+  /** Every blob under the backup's prefix with its size. */
+  sizes: Map<string, number>;
+  /** The newest lastModified among them (the storage's clock). */
+  newest: Date;
+  /** The manifest blob's lastModified, when there is a manifest. */
+  manifestModified?: Date;
+}
+
+/** A backup with a manifest, as found by {@link scanBackups}. */
+export interface ScannedBackup {
+  backupId: string;
+  /** Every blob under the backup's prefix, manifest included. */
+  blobs: string[];
+  /** The manifest blob's lastModified: when the storage received it, on the storage's clock. */
+  manifestModified: Date;
+}
+
+export interface IntactBackup extends ScannedBackup {
+  listing: BackupListing;
+}
+
+export interface DamagedScan extends ScannedBackup {
+  damaged: DamagedBackup;
+}
+
+/** Blobs of a backup id without a manifest: an interrupted backup, or one still running. */
+export interface IncompleteBackup {
+  backupId: string;
+  blobs: string[];
+  /** The newest blob's lastModified (the storage's clock). */
+  newest: Date;
+}
+
+export interface CatalogScan {
+  intact: IntactBackup[];
+  damaged: DamagedScan[];
+  incomplete: IncompleteBackup[];
+  /** The newest lastModified of any blob under `backups/`: a lower bound of the storage's current time. */
+  newestBlob?: Date;
+}
+
+/** At most this many problems are named in a damaged backup's reason. */
+const NAMED_PROBLEMS = 3;
+
+/** Presence and size of every chunk a manifest lists, against the walk's sizes (no downloads). */
+function chunkProblems(m: Manifest, sizes: Map<string, number>): string | undefined {
+  const problems: string[] = [];
+  for (const c of m.chunks) {
+    const size = sizes.get(c.file);
+    if (!c.file.startsWith(backupPrefix(m.backupId))) problems.push(`${c.file}: outside the backup's folder`);
+    else if (size === undefined) problems.push(`${c.file}: missing`);
+    else if (size !== c.bytes) problems.push(`${c.file}: size ${size} bytes, manifest says ${c.bytes}`);
   }
-  const out: BackupListing[] = [];
-  // Manifests are small; a few parallel downloads keep long catalogues quick.
-  for (let i = 0; i < ids.length; i += 8) {
-    const batch = await Promise.all(
-      ids.slice(i, i + 8).map(async (id) => parseManifest(await store.get(manifestPath(id)), id)),
-    );
-    for (const m of batch) {
-      if (collection !== undefined && m.collection !== collection) continue;
-      out.push({
-        backupId: m.backupId,
-        collection: m.collection,
-        time: m.time,
-        rows: m.rows,
-        bytes: m.bytes,
-        chunks: m.chunks.length,
-        formatVersion: m.formatVersion,
-      });
-    }
-  }
-  return out.sort((a, b) =>
-    a.time < b.time ? 1 : a.time > b.time ? -1 : b.backupId.localeCompare(a.backupId),
+  if (problems.length === 0) return undefined;
+  const more = problems.length - NAMED_PROBLEMS;
+  return (
+    `${problems.length} of ${m.chunks.length} chunks missing or of the wrong size: ` +
+    problems.slice(0, NAMED_PROBLEMS).join("; ") +
+    (more > 0 ? `; and ${more} more` : "")
   );
+}
+
+/**
+ * One walk of `backups/` and a download of each manifest: intact, damaged and incomplete backups with
+ * the storage's timestamps. A manifest that fails to parse or check makes its backup damaged; a storage
+ * failure (other than the manifest vanishing meanwhile, e.g. under a concurrent prune) fails the scan.
+ */
+export async function scanBackups(store: BlobStore): Promise<CatalogScan> {
+  const byId = new Map<string, Stored>();
+  let newestBlob: Date | undefined;
+  for await (const b of store.list("backups/")) {
+    const m = /^backups\/([^/]+)\/(.+)$/.exec(b.name);
+    if (!m?.[1]) continue;
+    const e: Stored = byId.get(m[1]) ?? { sizes: new Map(), newest: b.lastModified };
+    e.sizes.set(b.name, b.size);
+    if (b.lastModified > e.newest) e.newest = b.lastModified;
+    if (m[2] === "manifest.json") e.manifestModified = b.lastModified;
+    byId.set(m[1], e);
+    if (!newestBlob || b.lastModified > newestBlob) newestBlob = b.lastModified;
+  }
+
+  const scan: CatalogScan = { intact: [], damaged: [], incomplete: [], newestBlob };
+  const withManifest: [string, Stored & { manifestModified: Date }][] = [];
+  for (const [backupId, e] of byId) {
+    if (e.manifestModified) withManifest.push([backupId, { ...e, manifestModified: e.manifestModified }]);
+    else scan.incomplete.push({ backupId, blobs: [...e.sizes.keys()], newest: e.newest });
+  }
+  // Manifests are small; a few parallel downloads keep long catalogues quick.
+  for (let i = 0; i < withManifest.length; i += 8) {
+    await Promise.all(
+      withManifest.slice(i, i + 8).map(async ([backupId, e]) => {
+        const base = { backupId, blobs: [...e.sizes.keys()], manifestModified: e.manifestModified };
+        let data: Buffer;
+        try {
+          data = await store.get(manifestPath(backupId));
+        } catch (err) {
+          if (await store.exists(manifestPath(backupId))) throw err;
+          // Deleted since the walk (a concurrent prune): what is left is incomplete.
+          const blobs = base.blobs.filter((n) => n !== manifestPath(backupId));
+          if (blobs.length > 0) scan.incomplete.push({ backupId, blobs, newest: e.newest });
+          return;
+        }
+        let m: Manifest;
+        try {
+          m = parseManifest(data, backupId);
+        } catch (err) {
+          if (!(err instanceof WorkerError)) throw err;
+          scan.damaged.push({ ...base, damaged: { backupId, reason: err.message } });
+          return;
+        }
+        const problem = chunkProblems(m, e.sizes);
+        if (problem) {
+          scan.damaged.push({
+            ...base,
+            damaged: { backupId, collection: m.collection, time: m.time, reason: problem },
+          });
+          return;
+        }
+        scan.intact.push({
+          ...base,
+          listing: {
+            backupId: m.backupId,
+            collection: m.collection,
+            time: m.time,
+            rows: m.rows,
+            bytes: m.bytes,
+            chunks: m.chunks.length,
+            formatVersion: m.formatVersion,
+          },
+        });
+      }),
+    );
+  }
+  scan.intact.sort((a, b) => newestFirst(a.listing, b.listing));
+  scan.damaged.sort((a, b) => a.backupId.localeCompare(b.backupId));
+  scan.incomplete.sort((a, b) => a.backupId.localeCompare(b.backupId));
+  return scan;
+}
+
+function newestFirst(a: BackupListing, b: BackupListing): number {
+  return a.time < b.time ? 1 : a.time > b.time ? -1 : b.backupId.localeCompare(a.backupId);
+}
+
+/**
+ * The catalogue: intact backups newest first, and damaged ones apart with the reason. With
+ * `collection`, damaged backups of other collections are left out; those whose collection is unknown
+ * (the manifest is unreadable) are always included.
+ */
+export async function listCatalog(store: BlobStore, collection?: string): Promise<Catalog> {
+  const scan = await scanBackups(store);
+  return {
+    backups: scan.intact
+      .map((b) => b.listing)
+      .filter((b) => collection === undefined || b.collection === collection),
+    damaged: scan.damaged
+      .map((d) => d.damaged)
+      .filter((d) => collection === undefined || d.collection === undefined || d.collection === collection),
+  };
+}
+
+/**
+ * Intact backups only, newest first. Damaged backups are left out silently: anything shown to a person
+ * or another program should use {@link listCatalog}, which reports them.
+ */
+export async function listBackups(store: BlobStore, collection?: string): Promise<BackupListing[]> {
+  return (await listCatalog(store, collection)).backups;
 }
 
 export interface VerifyResult {

@@ -4,7 +4,7 @@
  */
 import { AzureBlobStore, type BlobStore, type StorageSettings } from "./blobStore";
 import { backupCollection, type BackupSummary } from "./backup";
-import { BACKUP_ID_PATTERN, listBackups, verifyBackup } from "./catalog";
+import { BACKUP_ID_PATTERN, listCatalog, verifyBackup } from "./catalog";
 import { describeError, UsageError, WorkerError } from "./errors";
 import { Log } from "./log";
 import { Milvus, type MilvusSettings } from "./milvus";
@@ -139,9 +139,12 @@ export function parseArgs(argv: string[]): ParsedArgs {
       flags.add(name === "-h" ? "--help" : name);
     } else {
       const allowed = [...spec.values, ...spec.flags].join(", ");
+      // Never echo a value: a mistyped `--milvus-tokn=root:...` or a stray argument may be a secret.
+      const what = arg.startsWith("-")
+        ? `flag ${JSON.stringify(name)}${eq > 0 ? " (its value is not shown)" : ""}`
+        : `argument #${i + 2} (not shown: it may be a secret)`;
       throw new UsageError(
-        `${command}: unknown ${arg.startsWith("-") ? "flag" : "argument"} ${JSON.stringify(arg)}; ${command} accepts ${allowed || "no flags"} ` +
-          "plus the connection flags (see --help)",
+        `${command}: unknown ${what}; ${command} accepts ${allowed || "no flags"} plus the connection flags (see --help)`,
       );
     }
   }
@@ -249,6 +252,8 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
   /** Replaces the Azure store (tests inject faults through it). */
   store?: (s: StorageSettings) => BlobStore;
+  /** Aborted on SIGTERM/SIGINT: a backup or restore stops cleanly and says what state it left. */
+  signal?: AbortSignal;
 }
 
 /** Runs one command; returns the process exit code. */
@@ -283,7 +288,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
           // One collection failing does not cost the others their backup; the exit code still says so.
           for (const c of names) {
             try {
-              results.push(await backupCollection(milvus, store, c, log, { chunkBytes: chunk }));
+              results.push(
+                await backupCollection(milvus, store, c, log, { chunkBytes: chunk, signal: io.signal }),
+              );
             } catch (e) {
               if (names.length === 1 || !(e instanceof WorkerError)) throw e;
               failed.push({ collection: c, error: describeError(e) });
@@ -324,7 +331,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
           const r = await restoreBackup(
             milvus,
             store,
-            { backupId: id, target, dropExisting: p.flags.has("--drop-existing"), indexFallback: fallback },
+            {
+              backupId: id,
+              target,
+              dropExisting: p.flags.has("--drop-existing"),
+              indexFallback: fallback,
+              signal: io.signal,
+            },
             log,
           );
           emit(r);
@@ -336,11 +349,19 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       }
       case "list": {
         const c = one(p, "--collection");
-        const backups = await listBackups(makeStore(storage), c);
-        emit({ backups });
+        // One damaged backup is listed apart with its reason; it never hides the others.
+        const { backups, damaged } = await listCatalog(makeStore(storage), c);
+        for (const d of damaged)
+          log.warn(
+            "list.damaged",
+            { backupId: d.backupId, reason: d.reason },
+            `backup ${d.backupId} is damaged: ${d.reason}`,
+          );
+        emit({ backups, damaged });
         if (!json) {
           for (const b of backups)
             io.stdout.write(`${b.backupId}\t${b.collection}\t${b.time}\t${b.rows} rows\t${b.bytes} bytes\n`);
+          for (const d of damaged) io.stdout.write(`damaged\t${d.backupId}\t${d.reason}\n`);
         }
         return 0;
       }
@@ -372,6 +393,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
           for (const d of r.deleted)
             io.stdout.write(`${r.dryRun ? "would delete" : "deleted"}\t${d.backupId}\t${d.reason}\n`);
           for (const s of r.skipped) io.stdout.write(`skipped\t${s.backupId}\t${s.reason}\n`);
+          for (const d of r.damaged) io.stdout.write(`damaged\t${d.backupId}\t${d.reason}\n`);
         }
         return 0;
       }
@@ -418,7 +440,23 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env })
+  // Kubernetes sends SIGTERM when it deletes the pod: stop between batches, clean up, say what is left.
+  // (`schedule` installs its own handlers: it finishes the running backup first.)
+  const stop = new AbortController();
+  if (process.argv[2] !== "schedule") {
+    for (const sig of ["SIGTERM", "SIGINT"] as const) {
+      process.once(sig, () => {
+        process.stderr.write(`${sig} received: stopping after the current batch\n`);
+        stop.abort(sig);
+      });
+    }
+  }
+  main(process.argv.slice(2), {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    signal: stop.signal,
+  })
     .then((code) => {
       process.exitCode = code;
       // gRPC keeps handles open after close; leave once output is flushed.

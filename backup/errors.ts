@@ -22,6 +22,22 @@ export class UsageError extends WorkerError {
   }
 }
 
+/** Thrown when a restore or backup is stopped: SIGTERM, or its collection lock was lost. */
+export class AbortedError extends WorkerError {
+  constructor(why: string, where: string) {
+    super(`stopped (${why}) ${where}`);
+    this.name = "AbortedError";
+  }
+}
+
+/** Throws {@link AbortedError} once `signal` is aborted; its reason says why (e.g. "SIGTERM"). */
+export function stopIfAborted(signal: AbortSignal | undefined, where: string): void {
+  if (signal?.aborted) {
+    const reason: unknown = signal.reason;
+    throw new AbortedError(typeof reason === "string" ? reason : "aborted", where);
+  }
+}
+
 export interface MilvusStatus {
   code?: number;
   error_code?: string | number;

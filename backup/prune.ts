@@ -1,11 +1,23 @@
 /**
- * prune: retention. Deletes complete backups older than the retention period, except the newest
- * `keepLast` of each collection (at least one: a collection's newest complete backup is never
- * deleted, however old), and leftovers of interrupted backups (no manifest) untouched for a day.
- * Blobs under an immutability policy or legal hold are skipped with a warning.
+ * prune: retention. Deletes intact backups older than the retention period, except the newest
+ * `keepLast` intact backups of each collection (at least one: a collection's newest intact backup is
+ * never deleted, however old), and leftovers of interrupted backups (no manifest) whose newest blob is
+ * a day old. Blobs under an immutability policy or legal hold are skipped with a warning.
+ *
+ * Only intact backups (manifest readable, every chunk present with its recorded size; see catalog.ts)
+ * count toward keep-last and "newest". Damaged backups are reported (`damaged`) and never deleted:
+ * they are evidence of what went wrong, and a person decides when they go.
+ *
+ * Every age is measured on the storage's clock, never this worker's: "now" is the lastModified of a
+ * probe blob written under `probes/` (or, when that fails, the newest blob's lastModified, which can
+ * only make things look younger), leftovers are aged by their newest blob's lastModified, and a
+ * backup's time is its manifest time but never later than the manifest blob's lastModified (a later
+ * one means the writing worker's clock ran ahead).
  */
+import { randomBytes } from "node:crypto";
 import type { BlobStore } from "./blobStore";
-import { listBackups, type BackupListing } from "./catalog";
+import { scanBackups, type BackupListing, type IntactBackup } from "./catalog";
+import { describeError, WorkerError } from "./errors";
 import { manifestPath } from "./format";
 import type { Log } from "./log";
 
@@ -13,6 +25,10 @@ export interface PruneOptions {
   retentionDays: number;
   keepLast: number;
   dryRun: boolean;
+  /**
+   * Tests only: the storage's current time, used instead of reading it from the storage. Production
+   * never sets it; this worker's own clock is never used for ages.
+   */
   now?: Date;
 }
 
@@ -23,48 +39,173 @@ export interface PruneEntry {
   reason: string;
 }
 
+/** The clock ages were measured against. */
+export interface PruneClock {
+  /**
+   * "storage": a probe blob's lastModified; "newest-blob": the probe failed, so the newest backup
+   * blob's lastModified (a lower bound: ages can only come out shorter); "given": PruneOptions.now
+   * (tests); "none": nothing is stored and no time was needed.
+   */
+  source: "storage" | "newest-blob" | "given" | "none";
+  /** "now" for every age, ISO 8601 (null with source "none"). */
+  storageTime: string | null;
+  /** This worker's clock at the start, for the record only. */
+  workerTime: string;
+  /** How far this worker's clock is ahead of the storage's (negative: behind), when known. */
+  workerAheadSeconds: number | null;
+}
+
 export interface PruneResult {
   dryRun: boolean;
   deleted: PruneEntry[];
   kept: PruneEntry[];
   skipped: PruneEntry[];
+  /** Backups whose manifest is unusable or whose chunks are missing or of the wrong size: reported, never deleted. */
+  damaged: PruneEntry[];
+  clock: PruneClock;
 }
 
-/** Interrupted backups younger than this may still be running. */
+/** Interrupted backups whose newest blob is younger than this (on the storage's clock) may still be running. */
 export const LEFTOVER_AGE_MS = 24 * 3600 * 1000;
 
-/** Which complete backups retention removes (pure, unit-tested). */
-export function planRetention(
-  backups: BackupListing[],
-  opts: { retentionDays: number; keepLast: number; now: Date },
-): { remove: BackupListing[]; keep: { b: BackupListing; reason: string }[] } {
+/** Where the clock probe blobs go (outside `backups/`, so never mistaken for a backup). */
+export const PROBE_PREFIX = "probes/";
+
+/** A skew beyond this is worth a warning (ages are right either way: they use the storage's clock). */
+const SKEW_WARN_MS = 5 * 60 * 1000;
+
+/**
+ * The storage's current time: writes a small probe blob under `probes/`, reads its lastModified from a
+ * listing and deletes it. lastModified has whole-second precision, truncated, so this is at most a
+ * second behind. Throws when the probe cannot be written or read.
+ */
+export async function readStorageTime(store: BlobStore): Promise<Date> {
+  const name = `${PROBE_PREFIX}clock-${randomBytes(6).toString("hex")}`;
+  await store.put(name, Buffer.from("prune clock probe; safe to delete\n", "utf8"));
+  try {
+    for await (const b of store.list(name)) {
+      if (b.name === name) return b.lastModified;
+    }
+    throw new WorkerError(`the clock probe ${name} was written but is not listed`);
+  } finally {
+    // Under a container immutability policy the probe stays until the policy allows deleting it.
+    await store.delete(name).catch(() => undefined);
+  }
+}
+
+/**
+ * A backup's time on the storage's clock: its manifest time, but never later than the manifest blob's
+ * lastModified. A snapshot is always taken before its manifest is stored, so a later manifest time can
+ * only come from a worker whose clock ran ahead; the storage's timestamp replaces it.
+ */
+export function backupTime(b: Pick<IntactBackup, "listing" | "manifestModified">): number {
+  const t = Date.parse(b.listing.time);
+  // lastModified is truncated to whole seconds: the manifest arrived before the next second.
+  const stored = b.manifestModified.getTime() + 999;
+  return Number.isFinite(t) ? Math.min(t, stored) : b.manifestModified.getTime();
+}
+
+/**
+ * Which intact backups retention removes (pure, unit-tested). `timeOf` gives a backup's time in ms
+ * (default: its manifest time); one without a usable time is newest and within the retention.
+ */
+export function planRetention<T extends BackupListing>(
+  backups: T[],
+  opts: { retentionDays: number; keepLast: number; now: Date; timeOf?: (b: T) => number },
+): { remove: T[]; keep: { b: T; reason: string }[] } {
   const cutoff = opts.now.getTime() - opts.retentionDays * 24 * 3600 * 1000;
   const keepLast = Math.max(1, opts.keepLast);
-  const byCollection = new Map<string, BackupListing[]>();
+  const timeOf = (b: T) => {
+    const t = opts.timeOf ? opts.timeOf(b) : Date.parse(b.time);
+    return Number.isFinite(t) ? t : Number.POSITIVE_INFINITY;
+  };
+  const byCollection = new Map<string, T[]>();
   for (const b of backups) {
     const list = byCollection.get(b.collection) ?? [];
     list.push(b);
     byCollection.set(b.collection, list);
   }
-  const remove: BackupListing[] = [];
-  const keep: { b: BackupListing; reason: string }[] = [];
+  const remove: T[] = [];
+  const keep: { b: T; reason: string }[] = [];
   for (const list of byCollection.values()) {
-    list.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
+    list.sort((a, b) => {
+      const [ta, tb] = [timeOf(a), timeOf(b)];
+      if (ta !== tb) return ta < tb ? 1 : -1;
+      return a.time < b.time ? 1 : a.time > b.time ? -1 : b.backupId.localeCompare(a.backupId);
+    });
     list.forEach((b, i) => {
       if (i === 0) keep.push({ b, reason: "newest complete backup of its collection" });
       else if (i < keepLast) keep.push({ b, reason: `among the newest ${keepLast}` });
-      else if (Date.parse(b.time) >= cutoff) keep.push({ b, reason: `within ${opts.retentionDays} days` });
+      else if (timeOf(b) >= cutoff) keep.push({ b, reason: `within ${opts.retentionDays} days` });
       else remove.push(b);
     });
   }
   return { remove, keep };
 }
 
+/** The storage's current time, or the fallback, and how this worker's clock compares. */
+async function storageClock(
+  store: BlobStore,
+  opts: PruneOptions,
+  log: Log,
+): Promise<{ now?: Date; clock: Omit<PruneClock, "storageTime" | "workerAheadSeconds"> }> {
+  const workerTime = new Date().toISOString();
+  if (opts.now) return { now: opts.now, clock: { source: "given", workerTime } };
+  try {
+    return { now: await readStorageTime(store), clock: { source: "storage", workerTime } };
+  } catch (e) {
+    log.warn(
+      "prune.clock",
+      { error: describeError(e) },
+      `cannot read the storage's time with a probe blob under ${PROBE_PREFIX} (${describeError(e)}); ` +
+        "ages are measured against the newest backup blob instead, so leftovers and old backups may be kept longer",
+    );
+    return { clock: { source: "newest-blob", workerTime } };
+  }
+}
+
 export async function prune(store: BlobStore, opts: PruneOptions, log: Log): Promise<PruneResult> {
-  const now = opts.now ?? new Date();
-  const backups = await listBackups(store);
-  const complete = new Set(backups.map((b) => b.backupId));
-  const { remove, keep } = planRetention(backups, { ...opts, now });
+  const probed = await storageClock(store, opts, log);
+  const scan = await scanBackups(store);
+  let now = probed.now;
+  let source = probed.clock.source;
+  // Blobs written since the probe are newer still; with no probe at all, the newest blob is the bound.
+  if (source !== "given" && scan.newestBlob && (!now || scan.newestBlob > now)) now = scan.newestBlob;
+  if (!now) source = "none";
+  const ahead =
+    now && (source === "storage" || source === "given")
+      ? Date.parse(probed.clock.workerTime) - now.getTime()
+      : undefined;
+  const clock: PruneClock = {
+    source,
+    storageTime: now ? now.toISOString() : null,
+    workerTime: probed.clock.workerTime,
+    workerAheadSeconds: ahead === undefined ? null : Math.round(ahead / 1000),
+  };
+  if (ahead !== undefined && Math.abs(ahead) > SKEW_WARN_MS) {
+    log.warn(
+      "prune.clock-skew",
+      { workerAheadSeconds: clock.workerAheadSeconds },
+      `this worker's clock is ${(Math.abs(ahead) / 3_600_000).toFixed(2)} h ${ahead > 0 ? "ahead of" : "behind"} ` +
+        "the storage's; prune measures ages on the storage's clock. Check the node's time synchronization",
+    );
+  }
+  // With nothing stored there is nothing to age; an epoch "now" keeps everything.
+  const at = now ?? new Date(0);
+
+  const byId = new Map(scan.intact.map((b) => [b.listing.backupId, b]));
+  const { remove, keep } = planRetention(
+    scan.intact.map((b) => b.listing),
+    {
+      retentionDays: opts.retentionDays,
+      keepLast: opts.keepLast,
+      now: at,
+      timeOf: (l) => {
+        const b = byId.get(l.backupId);
+        return b ? backupTime(b) : Date.parse(l.time);
+      },
+    },
+  );
   const result: PruneResult = {
     dryRun: opts.dryRun,
     deleted: [],
@@ -75,22 +216,21 @@ export async function prune(store: BlobStore, opts: PruneOptions, log: Log): Pro
       reason,
     })),
     skipped: [],
+    damaged: scan.damaged.map(({ damaged: d }) => ({ ...d })),
+    clock,
   };
-
-  // Every blob by backup id, for chunk lists and for leftovers of interrupted backups.
-  const blobs = new Map<string, { names: string[]; newest: number }>();
-  for await (const b of store.list("backups/")) {
-    const m = /^backups\/([^/]+)\//.exec(b.name);
-    if (!m?.[1]) continue;
-    const e = blobs.get(m[1]) ?? { names: [], newest: 0 };
-    e.names.push(b.name);
-    e.newest = Math.max(e.newest, b.lastModified.getTime());
-    blobs.set(m[1], e);
+  for (const d of result.damaged) {
+    log.warn(
+      "prune.damaged",
+      { backupId: d.backupId, reason: d.reason },
+      `backup ${d.backupId} is damaged (${d.reason}); it does not count toward retention and is not deleted: ` +
+        "run verify on it, and delete it by hand once it is no longer needed as evidence",
+    );
   }
 
   const reasonOld = `older than ${opts.retentionDays} days`;
   for (const b of remove) {
-    const names = blobs.get(b.backupId)?.names ?? [];
+    const names = byId.get(b.backupId)?.blobs ?? [];
     const entry = { backupId: b.backupId, collection: b.collection, time: b.time, reason: reasonOld };
     if (opts.dryRun) {
       result.deleted.push(entry);
@@ -118,36 +258,41 @@ export async function prune(store: BlobStore, opts: PruneOptions, log: Log): Pro
     log.info("prune.deleted", { backupId: b.backupId, collection: b.collection });
   }
 
-  for (const [id, e] of blobs) {
-    if (complete.has(id)) continue;
-    const age = now.getTime() - e.newest;
+  for (const e of scan.incomplete) {
+    const age = at.getTime() - e.newest.getTime();
     if (age < LEFTOVER_AGE_MS) {
-      result.kept.push({ backupId: id, reason: "incomplete and younger than a day (may still be running)" });
+      result.kept.push({
+        backupId: e.backupId,
+        reason: "incomplete and younger than a day (may still be running)",
+      });
       continue;
     }
     const entry = {
-      backupId: id,
-      time: new Date(e.newest).toISOString(),
+      backupId: e.backupId,
+      time: e.newest.toISOString(),
       reason: "leftover of an interrupted backup",
     };
     if (opts.dryRun) {
       result.deleted.push(entry);
       continue;
     }
-    const stuck = await deleteAll(store, e.names);
-    if (stuck === e.names.length) {
+    const stuck = await deleteAll(store, e.blobs);
+    if (stuck === e.blobs.length) {
       result.skipped.push({ ...entry, reason: "under an immutability policy or legal hold" });
-      log.warn("prune.immutable", { backupId: id }, `leftover ${id} is immutable; skipped`);
+      log.warn("prune.immutable", { backupId: e.backupId }, `leftover ${e.backupId} is immutable; skipped`);
       continue;
     }
     result.deleted.push(entry);
-    log.info("prune.deleted", { backupId: id, leftover: true });
+    log.info("prune.deleted", { backupId: e.backupId, leftover: true });
   }
   log.info("prune.done", {
     deleted: result.deleted.length,
     kept: result.kept.length,
     skipped: result.skipped.length,
+    damaged: result.damaged.length,
     dryRun: opts.dryRun,
+    clock: clock.source,
+    storageTime: clock.storageTime,
   });
   return result;
 }

@@ -1,20 +1,34 @@
 /**
- * restore: checks the whole backup, then recreates the collection (schema, partitions, properties),
- * inserts in batches under the server's message limit, recreates indexes, loads, verifies the row
- * count and only then puts the collection under its name.
+ * restore: checks that every chunk is present with its size, then recreates the collection (schema,
+ * partitions, properties), inserts in batches under the server's message limit (each chunk downloaded
+ * once and checked against its SHA-256 before use), recreates indexes, loads, verifies the row count
+ * and only then puts the collection under its name.
  *
- * Where the server can rename collections, the data goes into a temporary collection that is renamed
- * into place after verification. Milvus Lite acknowledges renames without doing them (checked with a
- * probe collection); there the data goes straight into the target, which is dropped if anything fails.
+ * Where the server can rename collections, the data goes into a temporary collection. An existing
+ * target is renamed aside, the restored collection renamed into place, its aliases moved over, and only
+ * then is the old one dropped: until the replacement is complete and verified, the existing collection
+ * keeps its name and data, whatever fails (the worker, Milvus, storage, SIGTERM). Milvus Lite
+ * acknowledges renames without doing them (checked with a probe collection): there the data goes
+ * straight into a new target, and replacing an existing collection is refused, because it would have to
+ * be dropped before its replacement exists.
  */
 import { randomBytes } from "node:crypto";
 import type { FieldType } from "@zilliz/milvus2-sdk-node";
 import type { BlobStore } from "./blobStore";
 import { ARRAY_PAGE_ROWS } from "./backup";
+import { StorageUnavailableError } from "./blobStore";
 import { checkChunk, loadManifest } from "./catalog";
 import { ColumnReader, isVectorType } from "./columns";
-import { checkStatus, describeError, WorkerError } from "./errors";
-import { readChunk, type ChunkEntry, type CollectionDef, type IndexDef, type Manifest } from "./format";
+import { AbortedError, checkStatus, describeError, stopIfAborted, WorkerError } from "./errors";
+import { lockCollection } from "./lock";
+import {
+  backupPrefix,
+  readChunk,
+  type ChunkEntry,
+  type CollectionDef,
+  type IndexDef,
+  type Manifest,
+} from "./format";
 import type { Log } from "./log";
 import type { Milvus } from "./milvus";
 
@@ -25,6 +39,8 @@ export interface RestoreOptions {
   indexFallback?: string;
   /** Bytes per insert request. @default 2 MiB */
   insertBytes?: number;
+  /** Stops the restore between batches (SIGTERM); what was created is dropped, the target untouched. */
+  signal?: AbortSignal;
 }
 
 export interface RestoreSummary {
@@ -55,14 +71,33 @@ export async function restoreBackup(
   opts: RestoreOptions,
   log: Log,
 ): Promise<RestoreSummary> {
-  const started = Date.now();
   const manifest = await loadManifest(store, opts.backupId);
   const target = opts.target ?? manifest.collection;
   if (!COLLECTION_NAME.test(target)) {
     throw new WorkerError(`--target ${JSON.stringify(target)} is not a valid Milvus collection name`, 2);
   }
-  // Before touching the server: every chunk present and intact.
-  await checkAllChunks(store, manifest, log);
+  // Restores and backups of one collection never interleave (lock.ts).
+  const lock = await lockCollection(store, target, `restore of ${opts.backupId} into ${target}`, log);
+  try {
+    const signal = opts.signal ? AbortSignal.any([opts.signal, lock.lost]) : lock.lost;
+    return await restoreLocked(milvus, store, manifest, target, { ...opts, signal }, log);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function restoreLocked(
+  milvus: Milvus,
+  store: BlobStore,
+  manifest: Manifest,
+  target: string,
+  opts: RestoreOptions,
+  log: Log,
+): Promise<RestoreSummary> {
+  const started = Date.now();
+  // Before touching the server: every chunk present with its size (contents are checked as each chunk
+  // is downloaded for its insert, so each is downloaded once).
+  await checkAllChunks(store, manifest);
 
   const exists = await milvus.exists(target);
   if (exists && !opts.dropExisting) {
@@ -72,14 +107,17 @@ export async function restoreBackup(
     );
   }
   const canRename = await probeRename(milvus);
+  if (exists && !canRename) {
+    throw new WorkerError(
+      `restore of ${opts.backupId} refused: ${target} exists and this server cannot rename collections ` +
+        "(Milvus Lite acknowledges a rename without doing it), so replacing it would mean dropping it before its " +
+        `replacement is complete and verified. Nothing was changed. Restore beside it with --target ${target.slice(0, 200)}_restored, ` +
+        `check it, then drop ${target} and point clients at the new name.`,
+    );
+  }
   const method = canRename ? "rename" : "direct";
   const work = canRename ? `${target.slice(0, 200)}_restoring_${randomBytes(4).toString("hex")}` : target;
   const warnings: string[] = [];
-  if (!canRename && exists) {
-    warnings.push(`this server cannot rename collections: ${target} was dropped before the restore started`);
-    log.warn("restore.drop-first", { collection: target }, warnings[warnings.length - 1]);
-    await milvus.drop(target);
-  }
   log.info("restore.start", {
     backupId: opts.backupId,
     collection: target,
@@ -92,7 +130,16 @@ export async function restoreBackup(
     const autoIdFallback = await createCollection(milvus, manifest.schema, work, log);
     created = true;
     if (autoIdFallback) warnings.push(autoIdFallback);
-    await insertAll(milvus, store, manifest, work, opts.insertBytes ?? DEFAULT_INSERT_BYTES, log);
+    await insertAll(
+      milvus,
+      store,
+      manifest,
+      work,
+      opts.insertBytes ?? DEFAULT_INSERT_BYTES,
+      log,
+      opts.signal,
+    );
+    stopIfAborted(opts.signal, "before flushing");
     const flush = await milvus.client.flush({ collection_names: [work] });
     checkStatus(flush.status, `flushing ${work}`);
     const indexes = await createIndexes(milvus, manifest.schema, work, opts.indexFallback, log, warnings);
@@ -113,21 +160,8 @@ export async function restoreBackup(
         "some vector fields had no index in the source: the collection was not loaded; rows were counted at insert",
       );
     }
-    if (canRename) {
-      if (await milvus.exists(target)) {
-        await dropAliasesOf(milvus, target);
-        await milvus.drop(target);
-      }
-      const res = await milvus.client.renameCollection({
-        collection_name: work,
-        new_collection_name: target,
-      });
-      checkStatus(res, `renaming ${work} to ${target}`);
-      const names = await milvus.listCollections();
-      if (!names.includes(target) || names.includes(work)) {
-        throw new WorkerError(`renaming ${work} to ${target} had no effect on the server`);
-      }
-    }
+    stopIfAborted(opts.signal, "before putting the restored collection in place");
+    if (canRename) await swapIntoPlace(milvus, work, target, log, warnings);
     if (target === manifest.collection) await restoreAliases(milvus, manifest.schema, target, log, warnings);
     if (!manifest.schema.loaded && indexedAll) {
       const rel = await milvus.client.releaseCollection({ collection_name: target });
@@ -146,15 +180,20 @@ export async function restoreBackup(
       warnings,
     };
   } catch (e) {
+    let left = `nothing was created`;
     if (created || (await milvus.exists(work).catch(() => false))) {
       try {
         if (await milvus.exists(work)) await milvus.drop(work);
+        left = `the partial collection ${work} was dropped`;
         log.warn(
           "restore.cleanup",
           { dropped: work },
           `restore failed; dropped the partial collection ${work}`,
         );
       } catch (cleanup) {
+        left =
+          `the partial collection ${work} is left behind (${describeError(cleanup)}): drop it once Milvus answers ` +
+          `(e.g. pymilvus MilvusClient.drop_collection("${work}")) before retrying`;
         log.warn(
           "restore.cleanup-failed",
           { collection: work },
@@ -162,28 +201,93 @@ export async function restoreBackup(
         );
       }
     }
-    throw e;
+    const untouched = exists ? `; the existing ${target} was not changed` : "";
+    const next =
+      e instanceof StorageUnavailableError || isMilvusUnavailable(e)
+        ? "this looks transient: run the same restore again"
+        : e instanceof AbortedError
+          ? "run the same restore again when ready"
+          : "see the cause; the backup itself is unchanged";
+    throw new WorkerError(
+      `restore of ${opts.backupId} into ${target} failed: ${describeError(e)}. State: ${left}${untouched}. Next: ${next}.`,
+      e instanceof WorkerError ? e.exitCode : 1,
+    );
   }
 }
 
-async function checkAllChunks(store: BlobStore, m: Manifest, log: Log): Promise<void> {
-  const problems: string[] = [];
-  let total = 0;
-  let done = 0;
-  const queue = [...m.chunks];
-  const worker = async () => {
-    for (let entry = queue.shift(); entry; entry = queue.shift()) {
-      total += entry.rows;
-      try {
-        problems.push(...checkChunk(await store.get(entry.file), entry));
-      } catch (e) {
-        problems.push(describeError(e));
-      }
-      log.progress(`check ${m.backupId}`, ++done, m.chunks.length);
+/** gRPC failures that say Milvus could not be reached rather than that it refused the request. */
+function isMilvusUnavailable(e: unknown): boolean {
+  return /\b(UNAVAILABLE|DEADLINE_EXCEEDED|ECONNREFUSED|ECONNRESET)\b|14 UNAVAILABLE/.test(describeError(e));
+}
+
+/**
+ * Puts the verified `work` collection under `target`. An existing target is renamed aside first and
+ * dropped only after the restored collection holds its name and its aliases; if the second rename
+ * fails, the old collection is renamed back, so the target name always holds a complete collection.
+ */
+async function swapIntoPlace(milvus: Milvus, work: string, target: string, log: Log, warnings: string[]) {
+  const rename = async (from: string, to: string) => {
+    const res = await milvus.client.renameCollection({ collection_name: from, new_collection_name: to });
+    checkStatus(res, `renaming ${from} to ${to}`);
+    const names = await milvus.listCollections();
+    if (!names.includes(to) || names.includes(from)) {
+      throw new WorkerError(`renaming ${from} to ${to} had no effect on the server`);
     }
   };
-  // Two downloads at a time keep the network busy while memory stays at two chunks.
-  await Promise.all([worker(), worker()]);
+  if (!(await milvus.exists(target))) {
+    await rename(work, target);
+    return;
+  }
+  const aliases = await aliasesOf(milvus, target);
+  const aside = `${target.slice(0, 200)}_replaced_${randomBytes(4).toString("hex")}`;
+  await rename(target, aside);
+  try {
+    await rename(work, target);
+  } catch (e) {
+    await rename(aside, target);
+    throw e;
+  }
+  // Aliases follow the collection they name, not its name: point them at the restored collection.
+  for (const alias of aliases) {
+    const r = await milvus.client.alterAlias({ alias, collection_name: target });
+    if (r.code !== 0) {
+      const w = `alias ${alias} still names the replaced collection ${aside}: ${r.reason}`;
+      warnings.push(w);
+      log.warn("restore.alias", { alias }, w);
+    }
+  }
+  try {
+    await dropAliasesOf(milvus, aside);
+    await milvus.drop(aside);
+  } catch (e) {
+    const w = `the replaced collection was kept as ${aside} (dropping it failed: ${describeError(e)}); drop it when no longer needed`;
+    warnings.push(w);
+    log.warn("restore.replaced-kept", { collection: aside }, w);
+  }
+}
+
+async function aliasesOf(milvus: Milvus, collection: string): Promise<string[]> {
+  try {
+    const res = await milvus.client.listAliases({ collection_name: collection });
+    return res.status.code === 0 ? res.aliases : [];
+  } catch {
+    return [];
+  }
+}
+
+/** Every chunk the manifest lists is present with its size (one listing, no downloads). */
+async function checkAllChunks(store: BlobStore, m: Manifest): Promise<void> {
+  const problems: string[] = [];
+  const sizes = new Map<string, number>();
+  for await (const b of store.list(backupPrefix(m.backupId))) sizes.set(b.name, b.size);
+  let total = 0;
+  for (const entry of m.chunks) {
+    total += entry.rows;
+    const size = sizes.get(entry.file);
+    if (size === undefined) problems.push(`${entry.file} is missing from ${store.location}`);
+    else if (size !== entry.bytes)
+      problems.push(`${entry.file} has ${size} bytes, the manifest says ${entry.bytes}`);
+  }
   if (total !== m.rows) problems.push(`chunks hold ${total} rows, manifest promises ${m.rows}`);
   if (problems.length > 0) {
     problems.sort();
@@ -314,6 +418,7 @@ async function insertAll(
   name: string,
   insertBytes: number,
   log: Log,
+  signal: AbortSignal | undefined,
 ) {
   let inserted = 0;
   const pending = new Set<Promise<void>>();
@@ -330,7 +435,8 @@ async function insertAll(
     // Download the next chunk while this one is being inserted.
     nextDownload = following ? store.get(following.file) : undefined;
     const problems = checkChunk(data, entry);
-    if (problems.length > 0) throw new WorkerError(`restore of ${m.backupId}: ${problems.join("; ")}`);
+    if (problems.length > 0)
+      throw new WorkerError(`the backup is damaged: ${problems.join("; ")}; restore another backup`);
     const { header, columns } = await readChunk(data, entry.file);
     const readers = header.columns.map((c) => {
       const raw = columns.get(c.name);
@@ -352,6 +458,10 @@ async function insertAll(
       const rows = to - from;
       while (pending.size >= INSERTS_IN_FLIGHT) await Promise.race(pending);
       if (failure) throw failure;
+      if (signal?.aborted) {
+        await Promise.allSettled(pending);
+        stopIfAborted(signal, `after ${inserted} of ${m.rows} rows`);
+      }
       const task = insertWithRetries(
         milvus,
         name,

@@ -367,7 +367,12 @@ export function failover(
     );
     return 0;
   }
-  const { backups } = JSON.parse(listed.stdout) as { backups: ListedBackup[] };
+  // `list --json` lists intact backups only; damaged ones (a missing chunk, a bad manifest) apart.
+  const { backups, damaged = [] } = JSON.parse(listed.stdout) as {
+    backups: ListedBackup[];
+    damaged?: { backupId: string; reason: string }[];
+  };
+  for (const d of damaged) log(`  warning: backup ${d.backupId} is damaged and not used: ${d.reason}`);
   const { chosen, problems } = latestBackups(backups, req.collections, now, req.maxAgeHours);
   if (problems.length > 0) {
     log(`dr:failover: refusing to restore:\n${problems.map((p) => `  - ${p}`).join("\n")}`);

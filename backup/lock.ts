@@ -1,0 +1,89 @@
+/**
+ * One backup or restore per collection at a time: a blob lease on `locks/<collection>.lock` in the
+ * backup container, renewed while the run lasts. A run that dies stops renewing and the lease expires
+ * within LOCK_LEASE_SECONDS ("Lease Blob", Azure Storage REST API: 15-60 s or infinite), so a crash
+ * never leaves a collection locked for good. A second run is refused, not queued or interleaved.
+ */
+import { hostname } from "node:os";
+import type { BlobStore, Lease } from "./blobStore";
+import { describeError, WorkerError } from "./errors";
+import type { Log } from "./log";
+
+/**
+ * Azure's shortest lease: a run killed with SIGKILL (or its node lost) blocks the next run on its
+ * collection for at most this long.
+ */
+export const LOCK_LEASE_SECONDS = 15;
+/** Renewed three times per lease period, so two missed renewals still keep it. */
+const RENEW_EVERY_MS = (LOCK_LEASE_SECONDS * 1000) / 3;
+
+export const lockPath = (collection: string) => `locks/${collection}.lock`;
+
+export interface CollectionLock {
+  /** Aborted when the lease could not be renewed: the run must stop, another may start. */
+  readonly lost: AbortSignal;
+  release(): Promise<void>;
+}
+
+/**
+ * Takes the collection's lock or refuses with who holds it. Where the store cannot take leases (the
+ * primary's read-only geo-secondary during a failover, or Blob Data Reader only), the run goes on
+ * unserialized with a warning saying so: the failover runs its restores one after another.
+ */
+export async function lockCollection(
+  store: BlobStore,
+  collection: string,
+  what: string,
+  log: Log,
+): Promise<CollectionLock> {
+  const holder = `${what} by ${hostname()} (pid ${process.pid}) since ${new Date().toISOString()}`;
+  let lease: Lease | undefined;
+  try {
+    lease = await store.tryLease(lockPath(collection), LOCK_LEASE_SECONDS, holder);
+  } catch (e) {
+    if (
+      !/\b403\b|AuthorizationPermissionMismatch|AuthorizationFailure|read-only|ReadOnly/i.test(
+        describeError(e),
+      )
+    ) {
+      throw e;
+    }
+    log.warn(
+      "lock.unavailable",
+      { collection },
+      `cannot lock ${collection} in ${store.location} (${describeError(e)}); ${what} runs without serialization: run one at a time`,
+    );
+    const never = new AbortController();
+    return { lost: never.signal, release: () => Promise.resolve() };
+  }
+  if (!lease) {
+    const other = await store.leaseHolder(lockPath(collection)).catch(() => undefined);
+    throw new WorkerError(
+      `${what} refused: another backup or restore of ${collection} is running (${other ?? "holder unknown"}). ` +
+        `Wait for it to finish; if it died, its lock expires within ${LOCK_LEASE_SECONDS} s.`,
+    );
+  }
+  const held = lease;
+  const lost = new AbortController();
+  const timer = setInterval(() => {
+    held.renew().catch((e: unknown) => {
+      log.warn("lock.lost", { collection }, `lost the lock on ${collection}: ${describeError(e)}`);
+      lost.abort(`lost the lock on ${collection}`);
+      clearInterval(timer);
+    });
+  }, RENEW_EVERY_MS);
+  timer.unref();
+  return {
+    lost: lost.signal,
+    release: async () => {
+      clearInterval(timer);
+      await held.release().catch((e: unknown) => {
+        log.warn(
+          "lock.release",
+          { collection },
+          `could not release the lock on ${collection}: ${describeError(e)}`,
+        );
+      });
+    },
+  };
+}
