@@ -18,6 +18,7 @@ import {
   FORMAT_VERSION,
   MANIFEST_KIND,
   manifestPath,
+  schemaDigest,
   sha256,
   type ChunkEntry,
   type CollectionDef,
@@ -55,6 +56,8 @@ export interface BackupSummary {
   rawBytes: number;
   chunks: number;
   seconds: number;
+  /** SHA-256 of the manifest as written (compare with `verify`'s). */
+  manifestSha256: string;
 }
 
 export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024;
@@ -117,6 +120,14 @@ export async function backupCollection(
   try {
     const signal = opts.signal ? AbortSignal.any([opts.signal, lock.lost]) : lock.lost;
     return await backupLocked(milvus, store, collection, log, { ...opts, signal });
+  } catch (e) {
+    if (e instanceof WorkerError) throw e;
+    // A raw gRPC or storage failure: name the collection, what is left and what to do.
+    const transient = /\b(UNAVAILABLE|DEADLINE_EXCEEDED|ECONNREFUSED|ECONNRESET)\b/.test(describeError(e));
+    throw new WorkerError(
+      `backup of ${collection} failed: ${describeError(e)}. No backup was written (nothing new is listed; ` +
+        `uploaded chunks are removed by prune after a day). Next: ${transient ? "Milvus was unreachable: run the backup again" : "see the cause, then run the backup again"}.`,
+    );
   } finally {
     await lock.release();
   }
@@ -186,6 +197,10 @@ async function backupLocked(
 
   const accumulators = specs.map((s) => new ColumnAccumulator(s));
   let chunkRows = 0;
+  let chunkFirstKey = "";
+  let chunkLastKey = "";
+  // Every chunk carries the digest of the definition the manifest will hold (as JSON stores it).
+  const schemaSha256 = schemaDigest(JSON.parse(JSON.stringify(def)) as CollectionDef);
 
   const cut = async (partition: string | undefined) => {
     if (chunkRows === 0) return;
@@ -194,13 +209,20 @@ async function backupLocked(
     chunkRows = 0;
     const index = seq++;
     const file = chunkPath(backupId, index + 1);
+    const identity = {
+      backupId,
+      index: index + 1,
+      firstKey: chunkFirstKey,
+      lastKey: chunkLastKey,
+      schemaSha256,
+    };
     const entry: ChunkEntry = { file, partition: partition ?? "", rows, bytes: 0, sha256: "" };
     chunks.push(entry);
     for (const c of columns) for (const p of c.parts) rawBytes += p.length;
     while (pending.size >= inFlight) await Promise.race(pending);
     if (failure) throw failure;
     const task = (async () => {
-      const data = await buildChunk(rows, partition ?? "", columns);
+      const data = await buildChunk(rows, partition ?? "", columns, identity);
       entry.bytes = data.length;
       entry.sha256 = sha256(data);
       await store.put(file, data);
@@ -252,6 +274,8 @@ async function backupLocked(
         res.fields_data.map((f) => [f.is_dynamic ? DYNAMIC_FIELD : f.field_name, f]),
       );
       for (const a of accumulators) a.add(byName.get(a.spec.name), n);
+      if (chunkRows === 0) chunkFirstKey = String(keys[0]);
+      chunkLastKey = last;
       chunkRows += n;
       rowsRead += n;
       partRows += n;
@@ -324,7 +348,11 @@ async function backupLocked(
     columns: outputFields,
     chunks,
   };
-  await store.put(manifestPath(backupId), Buffer.from(JSON.stringify(manifest, null, 1), "utf8"));
+  const manifestData = Buffer.from(JSON.stringify(manifest, null, 1), "utf8");
+  // The manifest's digest goes to the log (and so to the cluster's log store) and the JSON output, where
+  // an edit of the manifest cannot reach it: `verify` prints the digest it finds, to compare.
+  const manifestSha256 = sha256(manifestData);
+  await store.put(manifestPath(backupId), manifestData);
   const seconds = (Date.now() - started) / 1000;
   log.info("backup.done", {
     collection,
@@ -333,6 +361,7 @@ async function backupLocked(
     bytes: storedBytes,
     chunks: chunks.length,
     seconds,
+    manifestSha256,
   });
   return {
     backupId,
@@ -343,6 +372,7 @@ async function backupLocked(
     rawBytes,
     chunks: chunks.length,
     seconds,
+    manifestSha256,
   };
 }
 

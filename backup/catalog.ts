@@ -16,8 +16,12 @@ import {
   FORMAT_VERSION,
   MANIFEST_KIND,
   manifestPath,
+  chunkPath,
+  readChunk,
   readChunkHeader,
+  schemaDigest,
   sha256,
+  type ChunkHeader,
   type Manifest,
 } from "./format";
 import type { Log } from "./log";
@@ -290,7 +294,99 @@ export interface VerifyResult {
   collection?: string;
   rows?: number;
   chunks?: number;
+  /** SHA-256 of the manifest as stored: compare with the backup's `backup.done` log line. */
+  manifestSha256?: string;
   problems: string[];
+}
+
+/**
+ * Where a manifest's chunk list and the blobs under its backup disagree, beyond missing chunks: entries
+ * that are not the backup's own chunk at their position (a duplicated entry, one pointing at another
+ * backup's blob, a gap left by a dropped entry), and blobs under the backup that the manifest does not
+ * list (a dropped entry whose chunk is still there).
+ */
+export function listingProblems(m: Manifest, names: Iterable<string>): string[] {
+  const problems: string[] = [];
+  m.chunks.forEach((c, i) => {
+    const expected = chunkPath(m.backupId, i + 1);
+    if (c.file !== expected) problems.push(`chunk entry ${i + 1} names ${c.file}, expected ${expected}`);
+  });
+  const listed = new Set([manifestPath(m.backupId), ...m.chunks.map((c) => c.file)]);
+  for (const name of names)
+    if (!listed.has(name)) problems.push(`${name}: under the backup but not in its manifest`);
+  return problems;
+}
+
+/** Compares two primary keys as the server orders them (int64 numerically, varchar by UTF-8 bytes). */
+export function compareKeys(a: string, b: string, varchar: boolean): number {
+  if (varchar) return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+  const x = BigInt(a);
+  const y = BigInt(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/**
+ * A format-2 chunk's description of itself against the manifest: its backup, its position, its row
+ * count and partition, the schema it was written for (digest and every column's name, type and
+ * dimension), and its keys following the previous chunk's in the same partition. Together these make
+ * an edited manifest (a changed `dim`, a removed field, a changed key type, a dropped, duplicated or
+ * foreign chunk entry) fail here instead of restoring wrong data.
+ */
+export function identityProblems(
+  header: ChunkHeader,
+  m: Manifest,
+  position: number,
+  previous: ChunkHeader | undefined,
+): string[] {
+  if (m.formatVersion < 2) return [];
+  const entry = m.chunks.at(position);
+  const what = entry?.file ?? `chunk ${position + 1}`;
+  const problems: string[] = [];
+  if (header.backupId !== m.backupId)
+    problems.push(`${what}: belongs to backup ${String(header.backupId)}, not ${m.backupId}`);
+  if (header.index !== position + 1)
+    problems.push(`${what}: is chunk ${String(header.index)} of its backup, listed as chunk ${position + 1}`);
+  if (entry && header.partition !== entry.partition)
+    problems.push(`${what}: holds partition "${header.partition}", manifest says "${entry.partition}"`);
+  if (header.schemaSha256 !== schemaDigest(m.schema))
+    problems.push(
+      `${what}: was written for a different schema than the manifest now describes (the manifest was edited)`,
+    );
+  const fields = new Map(m.schema.fields.map((f) => [f.name, f]));
+  const names = header.columns.map((c) => c.name);
+  if (names.join("\u0000") !== m.columns.join("\u0000"))
+    problems.push(`${what}: holds columns ${names.join(",")}, manifest lists ${m.columns.join(",")}`);
+  for (const c of header.columns) {
+    if (c.isDynamic) continue;
+    const f = fields.get(c.name);
+    if (!f) {
+      problems.push(`${what}: column ${c.name} is not a field of the manifest's schema`);
+      continue;
+    }
+    if (f.dataType !== c.dataType)
+      problems.push(`${what}: column ${c.name} is ${c.dataType}, the manifest's schema says ${f.dataType}`);
+    const dim = f.typeParams.dim as string | undefined;
+    if (c.dim !== undefined && dim !== undefined && Number(dim) !== c.dim)
+      problems.push(`${what}: column ${c.name} has dim ${c.dim}, the manifest's schema says ${dim}`);
+  }
+  const pk = m.schema.fields.find((f) => f.isPrimaryKey);
+  const varchar = pk?.dataType === "VarChar";
+  const first = header.firstKey ?? "";
+  const last = header.lastKey ?? "";
+  try {
+    if (compareKeys(first, last, varchar) > 0)
+      problems.push(`${what}: first key ${first} is after its last key ${last}`);
+    if (previous && previous.partition === header.partition) {
+      const order = compareKeys(previous.lastKey ?? "", first, varchar);
+      if (order >= 0)
+        problems.push(
+          `${what}: starts at key ${first}, not after the previous chunk's last key ${String(previous.lastKey)} (keys must strictly increase)`,
+        );
+    }
+  } catch {
+    problems.push(`${what}: keys ${first}..${last} are not ${varchar ? "strings" : "integers"}`);
+  }
+  return problems;
 }
 
 /** Checks one chunk against its manifest entry; returns problems (empty when it is intact). */
@@ -329,14 +425,28 @@ export async function verifyBackup(store: BlobStore, backupId: string, log: Log)
   for await (const b of store.list(backupPrefix(backupId))) present.set(b.name, b.size);
   let total = 0;
   let done = 0;
-  const queue = [...m.chunks];
+  problems.push(...listingProblems(m, present.keys()));
+  const headers: (ChunkHeader | undefined)[] = new Array<ChunkHeader | undefined>(m.chunks.length);
+  const queue = m.chunks.map((entry, position) => ({ entry, position }));
   const worker = async () => {
-    for (let entry = queue.shift(); entry; entry = queue.shift()) {
+    for (let next = queue.shift(); next; next = queue.shift()) {
+      const { entry, position } = next;
       total += entry.rows;
       if (!present.has(entry.file)) {
         problems.push(`${entry.file}: missing`);
       } else {
-        problems.push(...checkChunk(await store.get(entry.file), entry));
+        const data = await store.get(entry.file);
+        const found = checkChunk(data, entry);
+        problems.push(...found);
+        if (found.length === 0) {
+          // The stored bytes match; the content must too: decompress every column (a corrupt gzip
+          // stream whose checksum was recomputed would otherwise pass here and fail mid-restore).
+          try {
+            headers[position] = (await readChunk(data, entry.file)).header;
+          } catch (e) {
+            problems.push(e instanceof Error ? e.message : String(e));
+          }
+        }
       }
       done++;
       log.progress(`verify ${backupId}`, done, m.chunks.length);
@@ -344,15 +454,20 @@ export async function verifyBackup(store: BlobStore, backupId: string, log: Log)
   };
   // Two downloads at a time keep the network busy while memory stays at two chunks.
   await Promise.all([worker(), worker()]);
+  headers.forEach((h, i) => {
+    if (h) problems.push(...identityProblems(h, m, i, headers[i - 1]));
+  });
   if (total !== m.rows) problems.push(`chunks hold ${total} rows in total, manifest promises ${m.rows}`);
   problems.sort();
-  log.info("verify.done", { backupId, ok: problems.length === 0, problems: problems.length });
+  const manifestSha256 = sha256(await store.get(manifestPath(backupId)));
+  log.info("verify.done", { backupId, ok: problems.length === 0, problems: problems.length, manifestSha256 });
   return {
     ok: problems.length === 0,
     backupId,
     collection: m.collection,
     rows: m.rows,
     chunks: m.chunks.length,
+    manifestSha256,
     problems,
   };
 }

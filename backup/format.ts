@@ -17,7 +17,12 @@ import { promisify } from "node:util";
 import * as zlib from "node:zlib";
 import { WorkerError } from "./errors";
 
-export const FORMAT_VERSION = 1;
+/**
+ * 2: chunks describe themselves (backup id, position, first and last primary key, the digest of the
+ * schema they were written for), so an edited manifest no longer matches its chunks. 1 is still read.
+ */
+export const FORMAT_VERSION = 2;
+export const READABLE_FORMATS: readonly number[] = [1, 2];
 export const MANIFEST_KIND = "milvus-collection-backup";
 const MAGIC = Buffer.from("MVBKCHNK", "ascii");
 const gzip = promisify(zlib.gzip);
@@ -146,7 +151,18 @@ export interface ColumnHeader {
   compression: "none" | "gzip";
 }
 
-export interface ChunkHeader {
+export interface ChunkIdentity {
+  backupId: string;
+  /** 1-based position in the backup (chunkPath's sequence number). */
+  index: number;
+  /** First and last primary key in the chunk, as strings (int64 as decimal). */
+  firstKey: string;
+  lastKey: string;
+  /** {@link schemaDigest} of the collection definition the chunk was written for. */
+  schemaSha256: string;
+}
+
+export interface ChunkHeader extends Partial<ChunkIdentity> {
   rows: number;
   partition: string;
   columns: ColumnHeader[];
@@ -160,6 +176,22 @@ export interface EncodedColumn {
 
 export const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
 
+/** JSON with object keys sorted, so equal values always give equal text. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  if (v !== null && typeof v === "object") {
+    const entries = Object.entries(v as Record<string, unknown>)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(",")}}`;
+  }
+  // JSON.stringify gives undefined for functions and symbols, which a definition never holds.
+  return (JSON.stringify(v) as string | undefined) ?? "null";
+}
+
+/** Digest of a collection definition, carried by every chunk written for it. */
+export const schemaDigest = (def: CollectionDef) => sha256(Buffer.from(canonicalJson(def), "utf8"));
+
 /**
  * Vector bytes are close to incompressible (float mantissas are noise), and gzip at its default level
  * runs at about 30 MiB/s per core: only scalar columns are compressed, at level 1, and only when it
@@ -170,7 +202,12 @@ function compressible(kind: ColumnKind): boolean {
 }
 
 /** Assembles one chunk file from encoded columns (compression runs on the libuv thread pool). */
-export async function buildChunk(rows: number, partition: string, columns: EncodedColumn[]): Promise<Buffer> {
+export async function buildChunk(
+  rows: number,
+  partition: string,
+  columns: EncodedColumn[],
+  identity?: ChunkIdentity,
+): Promise<Buffer> {
   const stored: { header: ColumnHeader; body: Buffer[] }[] = [];
   for (const c of columns) {
     const rawLength = c.parts.reduce((n, b) => n + b.length, 0);
@@ -191,7 +228,7 @@ export async function buildChunk(rows: number, partition: string, columns: Encod
     s.header.offset = offset;
     offset += s.header.length;
   }
-  const header: ChunkHeader = { rows, partition, columns: stored.map((s) => s.header) };
+  const header: ChunkHeader = { ...identity, rows, partition, columns: stored.map((s) => s.header) };
   const headerBuf = Buffer.from(JSON.stringify(header), "utf8");
   const pre = Buffer.alloc(16);
   MAGIC.copy(pre, 0);
@@ -206,9 +243,9 @@ export function readChunkHeader(file: Buffer, what: string): { header: ChunkHead
     throw new WorkerError(`${what} is not a backup chunk file`);
   }
   const version = file.readUInt32LE(8);
-  if (version !== FORMAT_VERSION) {
+  if (!READABLE_FORMATS.includes(version)) {
     throw new WorkerError(
-      `${what} has chunk format version ${version}; this worker reads version ${FORMAT_VERSION}`,
+      `${what} has chunk format version ${version}; this worker reads versions ${READABLE_FORMATS.join(", ")}`,
     );
   }
   const len = file.readUInt32LE(12);

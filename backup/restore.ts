@@ -17,7 +17,7 @@ import type { FieldType } from "@zilliz/milvus2-sdk-node";
 import type { BlobStore } from "./blobStore";
 import { ARRAY_PAGE_ROWS } from "./backup";
 import { StorageUnavailableError } from "./blobStore";
-import { checkChunk, loadManifest } from "./catalog";
+import { checkChunk, identityProblems, listingProblems, loadManifest } from "./catalog";
 import { ColumnReader, isVectorType } from "./columns";
 import { AbortedError, checkStatus, describeError, stopIfAborted, WorkerError } from "./errors";
 import { lockCollection } from "./lock";
@@ -25,6 +25,7 @@ import {
   backupPrefix,
   readChunk,
   type ChunkEntry,
+  type ChunkHeader,
   type CollectionDef,
   type IndexDef,
   type Manifest,
@@ -81,6 +82,13 @@ export async function restoreBackup(
   try {
     const signal = opts.signal ? AbortSignal.any([opts.signal, lock.lost]) : lock.lost;
     return await restoreLocked(milvus, store, manifest, target, { ...opts, signal }, log);
+  } catch (e) {
+    if (e instanceof WorkerError) throw e;
+    // Failed before anything was created (checking the target, probing rename support).
+    throw new WorkerError(
+      `restore of ${opts.backupId} into ${target} failed: ${describeError(e)}. State: nothing was created. ` +
+        `Next: ${isMilvusUnavailable(e) ? "Milvus was unreachable: run the same restore again" : "see the cause"}.`,
+    );
   } finally {
     await lock.release();
   }
@@ -289,6 +297,7 @@ async function checkAllChunks(store: BlobStore, m: Manifest): Promise<void> {
       problems.push(`${entry.file} has ${size} bytes, the manifest says ${entry.bytes}`);
   }
   if (total !== m.rows) problems.push(`chunks hold ${total} rows, manifest promises ${m.rows}`);
+  problems.push(...listingProblems(m, sizes.keys()));
   if (problems.length > 0) {
     problems.sort();
     throw new WorkerError(
@@ -427,6 +436,7 @@ async function insertAll(
   // would get new keys from an upsert, so there an ambiguous failure is not retried.
   const canUpsert = !m.schema.fields.some((f) => f.isPrimaryKey && f.autoID);
   let nextDownload: Promise<Buffer> | undefined = m.chunks[0] ? store.get(m.chunks[0].file) : undefined;
+  let previousHeader: ChunkHeader | undefined;
   for (let i = 0; i < m.chunks.length; i++) {
     const entry = m.chunks[i] as ChunkEntry | undefined;
     if (!entry || !nextDownload) break;
@@ -438,6 +448,10 @@ async function insertAll(
     if (problems.length > 0)
       throw new WorkerError(`the backup is damaged: ${problems.join("; ")}; restore another backup`);
     const { header, columns } = await readChunk(data, entry.file);
+    const identity = identityProblems(header, m, i, previousHeader);
+    if (identity.length > 0)
+      throw new WorkerError(`the backup is damaged: ${identity.join("; ")}; restore another backup`);
+    previousHeader = header;
     const readers = header.columns.map((c) => {
       const raw = columns.get(c.name);
       if (!raw) throw new WorkerError(`${entry.file}: column ${c.name} is missing`);

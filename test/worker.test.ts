@@ -7,7 +7,14 @@ import { spawn } from "node:child_process";
 import * as path from "node:path";
 import { DataType } from "@zilliz/milvus2-sdk-node";
 import { AzureBlobStore, type BlobStore, type DeleteOutcome } from "../backup/blobStore";
-import { chunkPath, manifestPath, type Manifest } from "../backup/format";
+import {
+  chunkPath,
+  manifestPath,
+  readChunkHeader,
+  schemaDigest,
+  sha256,
+  type Manifest,
+} from "../backup/format";
 import { readAll, runCli, seedRichCollection, startServers, type Servers } from "./support/workerEnv";
 
 interface BackupJson {
@@ -99,7 +106,7 @@ describe("backup worker against Milvus Lite and Azurite", function () {
     for (const line of stderr.trim().split("\n")) assert.doesNotThrow(() => JSON.parse(line), line);
 
     const m = JSON.parse((await store.get(manifestPath(id))).toString()) as Manifest;
-    assert.equal(m.formatVersion, 1);
+    assert.equal(m.formatVersion, 2);
     assert.equal(m.rows, 16_500);
     assert.equal(
       m.chunks.reduce((n, c) => n + c.rows, 0),
@@ -169,6 +176,8 @@ describe("backup worker against Milvus Lite and Azurite", function () {
       collection: "docs_int",
       rows: 16_500,
       chunks: (v.json as { chunks: number }).chunks,
+      // The digest of the manifest as stored, to compare with the backup's own log line.
+      manifestSha256: sha256(await store.get(manifestPath(ids.int ?? ""))),
       problems: [],
     });
   });
@@ -236,15 +245,39 @@ describe("backup worker against Milvus Lite and Azurite", function () {
       smallId = (await backup("small", ["--chunk-size-mib", "0.05"])).id;
     });
 
-    async function copyOf(id: string, mutate: (m: Manifest) => Promise<void> | void): Promise<string> {
+    /** A chunk re-stamped for another backup id and schema, as the worker would have written it. */
+    function restamp(
+      data: Buffer,
+      what: string,
+      identity: { backupId: string; schemaSha256: string },
+    ): Buffer {
+      const { header, bodyStart } = readChunkHeader(data, what);
+      const json = Buffer.from(JSON.stringify({ ...header, ...identity }), "utf8");
+      const pre = Buffer.from(data.subarray(0, 16));
+      pre.writeUInt32LE(json.length, 12);
+      return Buffer.concat([pre, json, data.subarray(bodyStart)]);
+    }
+
+    /**
+     * A genuine copy of a backup under a new id (format 2 chunks name their backup and schema, so each
+     * chunk is re-stamped), its schema edited by `schema` first, then anything else by `mutate`.
+     */
+    async function copyOf(
+      id: string,
+      mutate: (m: Manifest) => Promise<void> | void,
+      schema?: (m: Manifest) => void,
+    ): Promise<string> {
       const copy = `${id}-copy${Math.floor(Math.random() * 1e6)}`;
       const m = JSON.parse((await store.get(manifestPath(id))).toString()) as Manifest;
       m.backupId = copy;
+      schema?.(m);
+      const identity = { backupId: copy, schemaSha256: schemaDigest(m.schema) };
       m.chunks = await Promise.all(
         m.chunks.map(async (c, i) => {
           const file = chunkPath(copy, i + 1);
-          await store.put(file, await store.get(c.file));
-          return { ...c, file };
+          const data = restamp(await store.get(c.file), c.file, identity);
+          await store.put(file, data);
+          return { ...c, file, bytes: data.length, sha256: sha256(data) };
         }),
       );
       await mutate(m);
@@ -317,12 +350,16 @@ describe("backup worker against Milvus Lite and Azurite", function () {
     });
 
     it("fails clearly on an index type the server rejects, and builds the --index-fallback instead", async function () {
-      const hnsw = await copyOf(smallId, (m) => {
-        const ix = m.schema.indexes[0];
-        assert.ok(ix);
-        ix.indexType = "HNSW";
-        ix.params = { M: "16", efConstruction: "64" };
-      });
+      const hnsw = await copyOf(
+        smallId,
+        () => undefined,
+        (m) => {
+          const ix = m.schema.indexes[0];
+          assert.ok(ix);
+          ix.indexType = "HNSW";
+          ix.params = { M: "16", efConstruction: "64" };
+        },
+      );
       const before = await collections();
       const r = await runCli(["restore", "--backup", hnsw, "--target", "small_hnsw"], s.env);
       assert.equal(r.code, 1);

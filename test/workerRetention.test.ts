@@ -243,7 +243,7 @@ describe("worker retention against Azurite: damaged backups and the storage's cl
         rows: f.manifest.rows,
         bytes: f.manifest.bytes,
         chunks: f.manifest.chunks.length,
-        formatVersion: 1,
+        formatVersion: 2,
       })),
       damaged: [damagedC],
     });
@@ -470,7 +470,7 @@ describe("worker retention against Azurite: damaged backups and the storage's cl
       await bad("not JSON", (f) => JSON.stringify(f.manifest).slice(0, 200)),
       await bad("null", () => "null"),
       await bad("wrong kind", (f) => JSON.stringify({ ...f.manifest, kind: "milvus-collection-export" })),
-      await bad("newer format", (f) => JSON.stringify({ ...f.manifest, formatVersion: 2 })),
+      await bad("newer format", (f) => JSON.stringify({ ...f.manifest, formatVersion: 3 })),
       await bad("other backup", () => JSON.stringify(g1.manifest)),
       await bad("no chunk sizes", (f) =>
         JSON.stringify({
@@ -489,7 +489,7 @@ describe("worker retention against Azurite: damaged backups and the storage's cl
       { backupId: kind, reason: `backup ${kind}: manifest.json is not a backup manifest` },
       {
         backupId: version,
-        reason: `backup ${version} has format version 2; this worker reads up to 1: use a newer worker image`,
+        reason: `backup ${version} has format version 3; this worker reads up to 2: use a newer worker image`,
       },
       { backupId: other, reason: `backup ${other}: manifest names a different backup (${g1.id})` },
       { backupId: sizes, reason: `backup ${sizes}: manifest.json is incomplete; the backup is damaged` },
