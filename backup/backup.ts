@@ -8,7 +8,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { BlobStore } from "./blobStore";
-import { ColumnAccumulator, columnSpecs, DYNAMIC_FIELD, type ColumnSpec } from "./columns";
+import { ColumnAccumulator, columnSpecs, DYNAMIC_FIELD, sliceRows, type ColumnSpec } from "./columns";
 import { describeError, stopIfAborted, WorkerError } from "./errors";
 import { lockCollection } from "./lock";
 import {
@@ -24,8 +24,9 @@ import {
   type CollectionDef,
   type Manifest,
 } from "./format";
+import { keyCensus, KeyCursor, pageKeys } from "./keyCursor";
 import type { Log } from "./log";
-import { Milvus, primaryField, type QueryResponse, type RawFieldData } from "./milvus";
+import { Milvus, primaryField, showKey, type QueryResponse, type RawFieldData } from "./milvus";
 import { TOOL } from "./version";
 
 export interface BackupOptions {
@@ -91,21 +92,6 @@ export function pageRowsFor(specs: ColumnSpec[], def: CollectionDef, pageBytes: 
   // with one array field 0.15 s, 5,000 rows 3.5 s), so such collections are read in small pages.
   const cap = specs.some((s) => s.kind === "array") ? ARRAY_PAGE_ROWS : MAX_PAGE_ROWS;
   return Math.max(1, Math.min(cap, Math.floor(pageBytes / Math.max(perRow, 1))));
-}
-
-function pkValues(res: QueryResponse, pkName: string): (string | number)[] {
-  const fd = res.fields_data.find((f) => f.field_name === pkName);
-  const s = fd?.scalars;
-  const holder = (s?.long_data ?? s?.string_data) as { data?: (string | number)[] } | undefined;
-  return holder?.data ?? [];
-}
-
-/** Strictly increasing primary keys guarantee no row is read twice and, with the count, none is missed. */
-function comparePk(a: string | number, b: string | number, varchar: boolean): number {
-  if (varchar) return Buffer.compare(Buffer.from(String(a), "utf8"), Buffer.from(String(b), "utf8"));
-  const x = BigInt(String(a));
-  const y = BigInt(String(b));
-  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 export async function backupCollection(
@@ -192,6 +178,8 @@ async function backupLocked(
   let failure: Error | undefined;
   let seq = 0;
   let rowsRead = 0;
+  /** Rows count(*) counts that repeat an earlier row's primary key (see keyCursor.ts). */
+  let duplicateKeyRows = 0;
   let storedBytes = 0;
   let rawBytes = 0;
 
@@ -238,12 +226,13 @@ async function backupLocked(
   };
 
   for (const partition of partitions) {
-    let cursor: string | null = null;
+    // Keys never go backwards; rows already read at a page boundary are dropped (keyCursor.ts).
+    const cursor = new KeyCursor(pk.name, varcharPk, pageRows, `backup of ${collection} aborted`);
     let partRows = 0;
     let next: Promise<QueryResponse> | undefined = milvus.queryPage(
       def,
       partition,
-      cursor,
+      cursor.bound(),
       pageRows,
       outputFields,
       snapshot,
@@ -252,30 +241,20 @@ async function backupLocked(
       const res: QueryResponse = await next;
       next = undefined;
       await stopped(`after ${rowsRead} of ${promised} rows`);
-      const keys = pkValues(res, pk.name);
-      const n = keys.length;
-      if (n === 0) break;
-      readDigest.update(pageDigest(res));
-      const last = String(keys[n - 1]);
+      const { keep, more } = cursor.accept(res);
       // Ask for the next page before encoding this one, so the server works while we do.
-      if (n === pageRows) next = milvus.queryPage(def, partition, last, pageRows, outputFields, snapshot);
-      let prev = cursor;
-      for (const k of keys) {
-        if (prev !== null && comparePk(k, prev, varcharPk) <= 0) {
-          throw new WorkerError(
-            `backup of ${collection} aborted: the server returned primary keys out of order (${String(k)} after ${prev}); ` +
-              "no backup was written",
-          );
-        }
-        prev = String(k);
-      }
-      cursor = last;
+      if (more) next = milvus.queryPage(def, partition, cursor.bound(), pageRows, outputFields, snapshot);
+      const n = keep.length;
+      if (n === 0) continue;
+      const keys = pageKeys(res, pk.name);
+      const fields = n === keys.length ? res.fields_data : sliceRows(res.fields_data, keys.length, keep);
+      readDigest.update(pageDigest(fields));
       const byName = new Map<string, RawFieldData>(
-        res.fields_data.map((f) => [f.is_dynamic ? DYNAMIC_FIELD : f.field_name, f]),
+        fields.map((f) => [f.is_dynamic ? DYNAMIC_FIELD : f.field_name, f]),
       );
       for (const a of accumulators) a.add(byName.get(a.spec.name), n);
-      if (chunkRows === 0) chunkFirstKey = String(keys[0]);
-      chunkLastKey = last;
+      if (chunkRows === 0) chunkFirstKey = keys[keep[0] ?? 0] ?? "";
+      chunkLastKey = keys[keep[n - 1] ?? 0] ?? "";
       chunkRows += n;
       rowsRead += n;
       partRows += n;
@@ -284,14 +263,43 @@ async function backupLocked(
       if (size >= chunkBytes) await cut(partition);
     }
     await cut(partition);
+    duplicateKeyRows += cursor.duplicateRows;
     const expected = promisedPer.get(partition) ?? 0;
-    if (partRows !== expected) {
+    const where = `backup of ${collection}${partition ? ` partition ${partition}` : ""}`;
+    const noBackup = "No backup was written (its chunks are removed by prune)";
+    if (cursor.crowdedKey !== undefined) {
       await Promise.allSettled(pending);
       throw new WorkerError(
-        `backup of ${collection}${partition ? ` partition ${partition}` : ""} read ${partRows} rows but the snapshot ` +
-          `promised ${expected}; the collection changed during the backup or the server skipped rows. ` +
-          "No backup was written (its chunks are removed by prune); run the backup again.",
+        `${where}: more rows share the primary key ${varcharPk ? showKey(cursor.crowdedKey) : cursor.crowdedKey} ` +
+          `than one query can return (16,384), so some of them cannot be read. ${noBackup}.`,
       );
+    }
+    if (partRows !== expected) {
+      await Promise.allSettled(pending);
+      // count(*) counts every row stored; queries return one row per primary key, the newest (Milvus
+      // Lite keeps every row of a repeated key). Count the rows stored under the keys read: equal to
+      // the snapshot's count means the rows not read are older rows of keys that were read.
+      const census = await keyCensus(milvus, def, partition, pageRows, snapshot);
+      const hidden = census.counted - census.rows;
+      if (census.rows === partRows && census.counted === expected && hidden > 0) {
+        duplicateKeyRows += hidden;
+        log.warn("backup.duplicateKeys", { collection, partition: partition ?? "", rows: hidden });
+      } else {
+        const missed = expected - census.counted;
+        const unchecked =
+          census.unchecked > 0
+            ? ` (${census.unchecked} of them have keys Milvus Lite cannot put in a filter, a carriage return not ` +
+              "followed by a line feed, so older rows of those keys could not be counted)"
+            : "";
+        throw new WorkerError(
+          `${where} read ${partRows} rows but the snapshot counted ${expected}` +
+            (hidden > 0
+              ? `: ${hidden} are older rows of primary keys that were read (Milvus returns only the newest row of a ` +
+                `key), and ${missed} more have keys the read never returned${unchecked}`
+              : `, and no key it read has rows it did not${unchecked}`) +
+            `. The collection changed during the backup, or the server skipped rows. ${noBackup}; run the backup again.`,
+        );
+      }
     }
   }
   await Promise.all(pending);
@@ -341,6 +349,7 @@ async function backupLocked(
     tool: TOOL,
     snapshot: { flushTimestamp: snapshot, method: snapshot ? "flush-timestamp" : "count-recheck" },
     rows: rowsRead,
+    duplicateKeyRows,
     bytes: storedBytes,
     rawBytes,
     chunkTargetBytes: chunkBytes,
@@ -358,6 +367,7 @@ async function backupLocked(
     collection,
     backupId,
     rows: rowsRead,
+    duplicateKeyRows,
     bytes: storedBytes,
     chunks: chunks.length,
     seconds,
@@ -377,8 +387,8 @@ async function backupLocked(
 }
 
 /** A digest of one page of query results (field names, types and values, in the order returned). */
-function pageDigest(res: QueryResponse): Buffer {
-  return createHash("sha256").update(JSON.stringify(res.fields_data)).digest();
+function pageDigest(fields: RawFieldData[]): Buffer {
+  return createHash("sha256").update(JSON.stringify(fields)).digest();
 }
 
 /** Reads the collection again page by page, as the backup did, and digests what it reads. */
@@ -392,14 +402,16 @@ async function rereadDigest(
   const pk = primaryField(def);
   const digest = createHash("sha256");
   for (const partition of partitions) {
-    let cursor: string | null = null;
+    // The same cursor as the backup's, so pages (and their digests) line up when nothing changed.
+    const cursor = new KeyCursor(pk.name, pk.dataType === "VarChar", pageRows, `re-reading ${def.name}`);
     for (;;) {
-      const res = await milvus.queryPage(def, partition, cursor, pageRows, outputFields, null);
-      const keys = pkValues(res, pk.name);
-      if (keys.length === 0) break;
-      digest.update(pageDigest(res));
-      cursor = String(keys[keys.length - 1]);
-      if (keys.length < pageRows) break;
+      const res = await milvus.queryPage(def, partition, cursor.bound(), pageRows, outputFields, null);
+      const { keep, more } = cursor.accept(res);
+      if (keep.length > 0) {
+        const n = pageKeys(res, pk.name).length;
+        digest.update(pageDigest(keep.length === n ? res.fields_data : sliceRows(res.fields_data, n, keep)));
+      }
+      if (!more) break;
     }
   }
   return digest.digest("hex");

@@ -145,6 +145,73 @@ function scalarValues(fd: RawFieldData, key: string): unknown[] {
   return holder?.data ?? [];
 }
 
+/**
+ * The rows `keep` (indexes into `rows`, ascending) of a query answer's column-oriented fields, in the
+ * same shape, so a page with some rows dropped (keyCursor.ts) feeds {@link ColumnAccumulator.add} and
+ * the backup's page digest like any page. Nullable columns may come with a value per row or only the
+ * values of non-null rows; both are kept as they came.
+ */
+export function sliceRows(fields: RawFieldData[], rows: number, keep: number[]): RawFieldData[] {
+  return fields.map((fd) => {
+    const out: RawFieldData = { ...fd };
+    const valid = fd.valid_data && fd.valid_data.length === rows ? fd.valid_data : undefined;
+    if (valid) out.valid_data = keep.map((i) => valid[i] ?? false);
+    const validRows = valid ? valid.filter(Boolean).length : rows;
+    // Value index of each row when a column holds values of non-null rows only.
+    let compact: number[] | undefined;
+    const compactIndex = () => {
+      if (!compact) {
+        compact = [];
+        let n = 0;
+        for (let i = 0; i < rows; i++) compact.push(valid?.[i] ? n++ : -1);
+      }
+      return compact;
+    };
+    /** Where each kept row's value is in a column of `length` values of `width` entries (non-null rows only). */
+    const at = (length: number, width: number): number[] => {
+      const perRow = length === rows * width || validRows === rows;
+      const index = perRow ? undefined : compactIndex();
+      return keep.map((i) => (index ? (index[i] ?? -1) : i)).filter((j) => j >= 0);
+    };
+    const pickArray = <T>(values: T[], width: number): T[] =>
+      at(values.length, width).flatMap((j) => values.slice(j * width, (j + 1) * width));
+    if (fd.scalars) {
+      const scalars: Record<string, unknown> = { ...fd.scalars };
+      for (const [key, holder] of Object.entries(fd.scalars)) {
+        const data = (holder as { data?: unknown } | null)?.data;
+        if (key.endsWith("_data") && Array.isArray(data)) {
+          scalars[key] = { ...(holder as object), data: pickArray(data, 1) };
+        }
+      }
+      out.scalars = scalars as RawFieldData["scalars"];
+    }
+    if (fd.vectors) {
+      const v = fd.vectors;
+      const vectors: Record<string, unknown> = { ...v };
+      const dim = Number(v.dim ?? 0);
+      const floats = (v.float_vector as { data?: number[] } | undefined)?.data;
+      if (floats) vectors.float_vector = { ...(v.float_vector as object), data: pickArray(floats, dim) };
+      const sparse = (v.sparse_float_vector as { contents?: Buffer[] } | undefined)?.contents;
+      if (sparse) {
+        vectors.sparse_float_vector = {
+          ...(v.sparse_float_vector as object),
+          contents: pickArray(sparse, 1),
+        };
+      }
+      for (const [dataType, key] of Object.entries(BYTES_VECTOR_KEYS)) {
+        const bytes = v[key];
+        const width = fixedWidth({ kind: "bytesvec", dataType, dim }) ?? 0;
+        if (!Buffer.isBuffer(bytes) || width <= 0) continue;
+        vectors[key] = Buffer.concat(
+          at(bytes.length, width).map((j) => bytes.subarray(j * width, (j + 1) * width)),
+        );
+      }
+      out.vectors = vectors as RawFieldData["vectors"];
+    }
+    return out;
+  });
+}
+
 /** Collects one column's values over several pages until a chunk is cut. */
 export class ColumnAccumulator {
   private parts: Buffer[] = [];

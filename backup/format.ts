@@ -109,6 +109,12 @@ export interface Manifest {
     method: "flush-timestamp" | "count-recheck";
   };
   rows: number;
+  /**
+   * Rows the snapshot's count(*) counted that repeat an earlier row's primary key. Milvus (Lite) keeps
+   * every row inserted with a repeated key but returns only the newest: the backup holds `rows` rows,
+   * one per key, so the collection restores to `rows` rows. Absent in older manifests.
+   */
+  duplicateKeyRows?: number;
   /** Stored bytes of all chunks. */
   bytes: number;
   /** Uncompressed bytes of all columns. */

@@ -10,6 +10,7 @@
 import { MilvusClient, promisify } from "@zilliz/milvus2-sdk-node";
 import { checkStatus, describeError, MilvusStatus, WorkerError } from "./errors";
 import type { CollectionDef, FieldDef, FunctionDef, IndexDef } from "./format";
+import type { PageBound } from "./keyCursor";
 
 export interface MilvusSettings {
   address: string;
@@ -22,6 +23,8 @@ export interface MilvusSettings {
 const CALL_TIMEOUT_MS = 120_000;
 
 export class Milvus {
+  private dialect?: Promise<FilterDialect>;
+
   private constructor(
     readonly client: MilvusClient,
     readonly address: string,
@@ -244,29 +247,75 @@ export class Milvus {
   }
 
   /**
-   * One page of rows with primary keys greater than `after`, in primary-key order. No offsets: Milvus
-   * caps offset+limit at 16,384 rows, so every page starts from the last key of the previous one.
+   * One page of rows in primary-key order, starting after a key (or at it, for an inclusive bound; see
+   * keyCursor.ts). No offsets on the normal path: Milvus caps offset+limit at 16,384 rows, so every page
+   * starts from the last key of the previous one. A plain string `after` means "keys greater than it"
+   * and pages of `limit` rows; a {@link PageBound} carries its own page size.
+   *
+   * The key goes into the filter as a template value on Milvus >= 2.5, so no key can be misread as
+   * expression syntax. Milvus Lite 2.5 has no templates (its grammar, milvus-lite src/parser/Plan.g4,
+   * has no `{name}` token; a template filter fails as gRPC UNKNOWN "Unexpected error in RPC handling"),
+   * so there the key is quoted for Lite's own string rules ({@link liteQuote}).
+   *
+   * The old filter, `pk > ${JSON.stringify(after)}`, was wrong on Lite: Lite unquotes with C++
+   * `std::quoted` (src/parser/utils.h convertEscapeSingle), which turns `\X` into `X`, so the JSON
+   * escapes `\t \n \r \u0000 \u0001` reached the server as the letters `t n r u0000 u0001`. Measured on
+   * Milvus Lite 2.5.102: `pk > "a\t"` over 22 keys returned 4 rows instead of 16; paging 20,000 keys
+   * `note\nNNNNNN<c>` 100 at a time read 100 rows (the first page's last key became `noten000099t`,
+   * past every key left), and a backup, in its pages of 13,107 rows, read 13,107 and blamed concurrent
+   * writes (test/workerKeys.test.ts).
    */
   async queryPage(
     def: CollectionDef,
     partition: string | undefined,
-    after: string | null,
+    after: string | PageBound | null,
     limit: number,
     outputFields: string[],
     snapshot: string | null,
   ): Promise<QueryResponse> {
     const pk = primaryField(def);
-    let expr = "";
-    if (after !== null) {
-      expr = pk.dataType === "VarChar" ? `${pk.name} > ${JSON.stringify(after)}` : `${pk.name} > ${after}`;
+    const bound: PageBound | null =
+      typeof after === "string" ? { key: after, inclusive: false, anchor: after, skip: 0, limit } : after;
+    let pageLimit = bound?.limit ?? limit;
+    let filter: KeyFilter = { expr: "" };
+    let offset = 0;
+    if (bound && bound.key !== null) {
+      const op = bound.inclusive ? ">=" : ">";
+      const dialect = await this.filterDialect();
+      const exact = keyFilter(pk, op, bound.key, dialect);
+      if (exact) {
+        filter = exact;
+      } else {
+        // Only Milvus Lite, and only for a key with a carriage return that is not followed by a line feed:
+        // no Lite string literal holds one. Same position, written differently: the rows after the last
+        // key Lite can write (`anchor`), less the `skip` rows of them already read.
+        if (bound.skip + 1 > MAX_QUERY_WINDOW) {
+          throw new WorkerError(
+            `reading rows of ${def.name}: more than ${MAX_QUERY_WINDOW - 1} consecutive primary keys contain a ` +
+              "carriage return not followed by a line feed, which Milvus Lite's filter expressions cannot write; " +
+              "Milvus Lite cannot page past them (Milvus >= 2.5 can)",
+          );
+        }
+        const anchored = bound.anchor === null ? { expr: "" } : keyFilter(pk, ">", bound.anchor, dialect);
+        if (!anchored) {
+          throw new WorkerError(
+            `reading rows of ${def.name}: cannot write the primary key ${showKey(bound.anchor ?? "")}`,
+          );
+        }
+        filter = anchored;
+        offset = bound.skip;
+        pageLimit = Math.max(1, Math.min(pageLimit, MAX_QUERY_WINDOW - offset));
+      }
     }
     const res = await this.raw<QueryResponse>("Query", {
       collection_name: def.name,
-      expr,
+      expr: filter.expr,
+      ...(filter.values ? { expr_template_values: filter.values } : {}),
       output_fields: outputFields,
       partition_names: partition ? [partition] : [],
       query_params: [
-        { key: "limit", value: String(limit) },
+        { key: "limit", value: String(pageLimit) },
+        ...(offset > 0 ? [{ key: "offset", value: String(offset) }] : []),
         // Iterator mode orders results by primary key and reads at the given guarantee timestamp.
         { key: "iterator", value: "True" },
         { key: "reduce_stop_for_best", value: "True" },
@@ -275,6 +324,52 @@ export class Milvus {
     });
     checkStatus(res.status, `reading rows of ${def.name}`);
     return res;
+  }
+
+  /**
+   * count(*) of the rows whose primary key is one of `keys`: with duplicate primary keys, count(*)
+   * counts every inserted row while queries return only the newest row of each key (Milvus Lite 2.5,
+   * measured). Keys this server cannot write in a filter (Milvus Lite: a lone carriage return) are not
+   * counted; `unwritten` says how many.
+   */
+  async countKeys(
+    def: CollectionDef,
+    partition: string | undefined,
+    keys: string[],
+    snapshot: string | null,
+  ): Promise<{ rows: number; unwritten: number }> {
+    const pk = primaryField(def);
+    const distinct = [...new Set(keys)];
+    const filter = keysFilter(pk, distinct, await this.filterDialect());
+    if (filter.count === 0) return { rows: 0, unwritten: distinct.length };
+    const res = await this.raw<QueryResponse>("Query", {
+      collection_name: def.name,
+      expr: filter.expr,
+      ...(filter.values ? { expr_template_values: filter.values } : {}),
+      output_fields: ["count(*)"],
+      partition_names: partition ? [partition] : [],
+      query_params: [],
+      ...consistency(snapshot),
+    });
+    checkStatus(res.status, `counting rows of ${def.name} by primary key`);
+    const v = res.fields_data[0]?.scalars?.long_data?.data[0];
+    if (v === undefined) throw new WorkerError(`counting rows of ${def.name}: the server returned no count`);
+    return { rows: Number(v), unwritten: distinct.length - filter.count };
+  }
+
+  /**
+   * How this server takes a key in a filter, asked once: Milvus answers GetVersion with its version
+   * (templates from 2.5; before that, Go string literals), Milvus Lite with nothing.
+   */
+  private filterDialect(): Promise<FilterDialect> {
+    this.dialect ??= this.client.getVersion().then(
+      (v) => dialectOf((v as { version?: string } | undefined)?.version),
+      (e: unknown) => {
+        this.dialect = undefined;
+        throw e;
+      },
+    );
+    return this.dialect;
   }
 
   /** Inserts rows; `upsert` makes a retry idempotent (same primary keys replace, never duplicate). */
@@ -316,6 +411,98 @@ function consistency(snapshot: string | null) {
   return snapshot
     ? { guarantee_timestamp: snapshot, consistency_level: 4, use_default_consistency: false }
     : { consistency_level: 0, use_default_consistency: false };
+}
+
+/** Milvus rejects a query whose offset plus limit exceeds this. */
+export const MAX_QUERY_WINDOW = 16_384;
+
+/**
+ * How a key is put into a filter: "template" (Milvus >= 2.5: `pk > {after}` plus a template value),
+ * "go" (older Milvus: a Go string literal, which planparserv2 reads with strconv.Unquote), "lite"
+ * (Milvus Lite 2.5: see {@link liteQuote}).
+ */
+export type FilterDialect = "template" | "go" | "lite";
+
+export function dialectOf(version: string | undefined): FilterDialect {
+  if (!version) return "lite";
+  const m = /^v?(\d+)\.(\d+)/.exec(version);
+  if (!m) return "template";
+  const major = Number(m[1]);
+  const minor = Number(m[2]);
+  return major > 2 || (major === 2 && minor >= 5) ? "template" : "go";
+}
+
+/**
+ * A varchar key as a Milvus Lite 2.5 string literal, or null when Lite cannot write it. Lite's lexer
+ * (milvus-lite src/parser/Plan.g4, DoubleSChar) takes any character but `"`, `\`, CR and LF, plus
+ * backslash escapes and a backslash before a line break (`\` LF, `\` CR LF); its unquoting
+ * (src/parser/utils.h convertEscapeSingle, C++ `std::quoted`) then turns every `\X` into `X`. So `"` and
+ * `\` take a backslash, LF and CR LF a backslash before them, every other character goes in as itself,
+ * and a CR not followed by LF cannot be written at all (verified on Milvus Lite 2.5.102 for \t \n \r\n
+ * \0 \x01 \v \f \b " ' \ and non-ASCII keys; a raw CR is "Invalid expr").
+ */
+export function liteQuote(key: string): string | null {
+  let out = '"';
+  for (let i = 0; i < key.length; i++) {
+    const c = key[i];
+    if (c === '"' || c === "\\") out += `\\${c}`;
+    else if (c === "\n") out += "\\\n";
+    else if (c === "\r") {
+      if (key[i + 1] !== "\n") return null;
+      out += "\\\r\n";
+      i++;
+    } else out += c;
+  }
+  return `${out}"`;
+}
+
+interface KeyFilter {
+  expr: string;
+  values?: Record<string, object>;
+}
+
+/** An int64 key goes into filters as digits or an int64 template value: refuse anything else. */
+function integerKey(pk: FieldDef, key: string): string {
+  if (!/^-?\d+$/.test(key))
+    throw new WorkerError(`primary key ${pk.name}: ${showKey(key)} is not an integer`);
+  return key;
+}
+
+/** A key as a literal of a non-template dialect, or null when the dialect cannot write it. */
+function keyLiteral(pk: FieldDef, key: string, dialect: FilterDialect): string | null {
+  if (pk.dataType !== "VarChar") return integerKey(pk, key);
+  return dialect === "lite" ? liteQuote(key) : JSON.stringify(key);
+}
+
+/** `pk <op> key` in the server's dialect, or null when the dialect cannot write the key. */
+function keyFilter(pk: FieldDef, op: string, key: string, dialect: FilterDialect): KeyFilter | null {
+  if (dialect === "template") {
+    const value = pk.dataType === "VarChar" ? { string_val: key } : { int64_val: integerKey(pk, key) };
+    return { expr: `${pk.name} ${op} {after}`, values: { after: value } };
+  }
+  const literal = keyLiteral(pk, key, dialect);
+  return literal === null ? null : { expr: `${pk.name} ${op} ${literal}` };
+}
+
+/** `pk in [keys]` in the server's dialect, leaving out keys it cannot write; `count` is how many are in. */
+function keysFilter(pk: FieldDef, keys: string[], dialect: FilterDialect): KeyFilter & { count: number } {
+  if (dialect === "template") {
+    const data = { data: pk.dataType === "VarChar" ? keys : keys.map((k) => integerKey(pk, k)) };
+    const array = pk.dataType === "VarChar" ? { string_data: data } : { long_data: data };
+    return { expr: `${pk.name} in {keys}`, values: { keys: { array_val: array } }, count: keys.length };
+  }
+  const literals: string[] = [];
+  for (const k of keys) {
+    const l = keyLiteral(pk, k, dialect);
+    if (l !== null) literals.push(l);
+  }
+  return { expr: `${pk.name} in [${literals.join(", ")}]`, count: literals.length };
+}
+
+/** A key for a message: quoted with JSON escapes so control characters show, and shortened. */
+export function showKey(key: string): string {
+  const q = JSON.stringify(key);
+  return q.length > 80 ? `${q.slice(0, 77)}..."` : q;
 }
 
 interface KeyValue {

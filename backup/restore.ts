@@ -189,6 +189,7 @@ async function restoreLocked(
     };
   } catch (e) {
     let left = `nothing was created`;
+    let leftBehind = false;
     if (created || (await milvus.exists(work).catch(() => false))) {
       try {
         if (await milvus.exists(work)) await milvus.drop(work);
@@ -199,9 +200,8 @@ async function restoreLocked(
           `restore failed; dropped the partial collection ${work}`,
         );
       } catch (cleanup) {
-        left =
-          `the partial collection ${work} is left behind (${describeError(cleanup)}): drop it once Milvus answers ` +
-          `(e.g. pymilvus MilvusClient.drop_collection("${work}")) before retrying`;
+        leftBehind = true;
+        left = `the partial collection ${work} is left behind, unverified (dropping it failed: ${describeError(cleanup)})`;
         log.warn(
           "restore.cleanup-failed",
           { collection: work },
@@ -210,8 +210,9 @@ async function restoreLocked(
       }
     }
     const untouched = exists ? `; the existing ${target} was not changed` : "";
-    const next =
-      e instanceof StorageUnavailableError || isMilvusUnavailable(e)
+    const next = leftBehind
+      ? `once Milvus answers, drop ${work} (e.g. pymilvus MilvusClient.drop_collection("${work}")), then run the same restore again`
+      : e instanceof StorageUnavailableError || isMilvusUnavailable(e)
         ? "this looks transient: run the same restore again"
         : e instanceof AbortedError
           ? "run the same restore again when ready"

@@ -7,7 +7,7 @@
 import * as assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import * as path from "node:path";
-import { DataType, type MilvusClient } from "@zilliz/milvus2-sdk-node";
+import { DataType, MilvusClient } from "@zilliz/milvus2-sdk-node";
 import { backupCollection } from "../backup/backup";
 import { AzureBlobStore, type BlobStore } from "../backup/blobStore";
 import { listBackups } from "../backup/catalog";
@@ -15,6 +15,7 @@ import { chunkPath } from "../backup/format";
 import { lockPath } from "../backup/lock";
 import { Log } from "../backup/log";
 import { Milvus } from "../backup/milvus";
+import { startMilvusLite } from "../tools/local-servers";
 import { runCli, startServers, type Servers } from "./support/workerEnv";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -241,6 +242,39 @@ describe("the worker never loses, tears or misreports data (issue: adversarial r
     }
     assert.match(deleted, /^backups\/small-\S+\/chunks\/000001\.chunk$/);
     assert.equal(deleted, chunkPath(deleted.split("/")[1] ?? "", 1));
+  });
+
+  it("names the backup, the target, what is left and the next step when Milvus dies mid-restore", async function () {
+    // A second Milvus Lite as the restore target, killed (SIGKILL) while the restore inserts.
+    const target = await startMilvusLite();
+    const client = new MilvusClient({ address: target.address, logLevel: "error" });
+    try {
+      const running = runCli(["restore", "--backup", bigId, "--target", "big_dies"], {
+        ...s.env,
+        MILVUS_ADDRESS: target.address,
+      });
+      for (let i = 0; i < 600; i++) {
+        const listed = await client.listCollections().catch(() => undefined);
+        if (listed?.data.some((c) => c.name === "big_dies")) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+      process.kill(target.pid, "SIGKILL");
+      const r = await running;
+      assert.equal(r.code, 1);
+      assert.match(
+        lastLine(r.stderr),
+        new RegExp(
+          `^error: restore of ${bigId} into big_dies failed: .*(UNAVAILABLE|ECONNREFUSED).*\\. ` +
+            "State: the partial collection big_dies is left behind, unverified \\(dropping it failed: .*\\)\\. " +
+            'Next: once Milvus answers, drop big_dies \\(e\\.g\\. pymilvus MilvusClient\\.drop_collection\\("big_dies"\\)\\), then run the same restore again\\.$',
+        ),
+      );
+      assert.doesNotMatch(r.stderr, /unexpected failure/);
+    } finally {
+      await client.closeConnection().catch(() => undefined);
+      await target.stop();
+    }
   });
 
   it("never echoes the value of a mistyped flag or a stray argument", async function () {
