@@ -16,6 +16,7 @@ import { lockPath } from "../backup/lock";
 import { Log } from "../backup/log";
 import { Milvus } from "../backup/milvus";
 import { startMilvusLite } from "../tools/local-servers";
+import { startFaultProxy } from "./support/faultProxy";
 import { runCli, startServers, type Servers } from "./support/workerEnv";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -274,6 +275,42 @@ describe("the worker never loses, tears or misreports data (issue: adversarial r
     } finally {
       await client.closeConnection().catch(() => undefined);
       await target.stop();
+    }
+  });
+
+  it("tells an unreachable storage account from a damaged backup, and leaves nothing behind", async function () {
+    // Storage answers 503 to every download of the backup's first chunk, past all retries.
+    const proxy = await startFaultProxy(s.azurite.port);
+    try {
+      proxy.plan({
+        method: "GET",
+        path: "/chunks/000001.chunk",
+        fault: { kind: "status", status: 503 },
+        times: Infinity,
+      });
+      const before = await names(s.client);
+      const r = await runCli(
+        ["restore", "--backup", bigId, "--target", "big_blip"],
+        { ...s.env, AZURE_STORAGE_CONNECTION_STRING: proxy.connectionString },
+        (settings) =>
+          new AzureBlobStore({
+            ...settings,
+            retry: { maxTries: 3, retryDelayInMs: 10, maxRetryDelayInMs: 20 },
+          }),
+      );
+      assert.equal(r.code, 1);
+      const line = lastLine(r.stderr);
+      assert.match(
+        line,
+        new RegExp(
+          `^error: restore of ${bigId} into big_blip failed: downloading backups/${bigId}/chunks/000001\\.chunk in .* failed after 3 tries over [\\d.]+ s: .*503.*; the storage account was unreachable or throttling: this is transient, retry the command\\. ` +
+            "State: the partial collection big_blip was dropped\\. Next: this looks transient: run the same restore again\\.$",
+        ),
+      );
+      assert.doesNotMatch(line, /damaged/);
+      assert.deepEqual(await names(s.client), before);
+    } finally {
+      await proxy.close();
     }
   });
 
