@@ -338,10 +338,24 @@ export function identityProblems(
   position: number,
   previous: ChunkHeader | undefined,
 ): string[] {
-  if (m.formatVersion < 2) return [];
   const entry = m.chunks.at(position);
   const what = entry?.file ?? `chunk ${position + 1}`;
+  if (m.formatVersion < 2) {
+    // A format-1 manifest over chunks that describe themselves: someone lowered the version to switch
+    // these checks off. Format-1 chunks carry no identity at all.
+    return header.schemaSha256 === undefined
+      ? []
+      : [
+          `${what}: is a format-2 chunk, but the manifest claims format ${m.formatVersion} (the manifest was edited)`,
+        ];
+  }
   const problems: string[] = [];
+  // The schema is digest-protected by every chunk; the manifest's collection (restore's default
+  // target) must be the one that schema describes.
+  if (position === 0 && m.collection !== m.schema.name)
+    problems.push(
+      `manifest names collection ${m.collection}, but its schema is ${m.schema.name}'s (the manifest was edited)`,
+    );
   if (header.backupId !== m.backupId)
     problems.push(`${what}: belongs to backup ${String(header.backupId)}, not ${m.backupId}`);
   if (header.index !== position + 1)

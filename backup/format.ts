@@ -1,5 +1,5 @@
 /**
- * Backup format, version 1.
+ * Backup format, version 2 (version 1 backups are still read).
  *
  * Blob layout in the container:
  *   backups/<backupId>/chunks/<seq>.chunk   data, written first
@@ -10,6 +10,8 @@
  * Each column body is the column's values in a binary encoding (vectors as their raw little-endian
  * bytes, int64 as 8-byte integers, strings/JSON/sparse rows length-prefixed), optionally
  * gzip-compressed; the header names each column's offset, stored and raw length, and compression.
+ * In version 2 the header also names the chunk's backup, position, first and last primary key and
+ * schema digest (ChunkIdentity); version 1 headers lack these.
  * The manifest records every chunk's row count, size and SHA-256 (over the stored bytes).
  */
 import { createHash } from "node:crypto";

@@ -14,8 +14,10 @@ import type { Log } from "./log";
  * collection for at most this long.
  */
 export const LOCK_LEASE_SECONDS = 15;
-/** Renewed three times per lease period, so two missed renewals still keep it. */
+/** Renewed three times per lease period, so one missed renewal still keeps it. */
 const RENEW_EVERY_MS = (LOCK_LEASE_SECONDS * 1000) / 3;
+/** Without a successful renewal for this long the run stops: the lease may lapse any moment after. */
+const RENEW_DEADLINE_MS = LOCK_LEASE_SECONDS * 1000 - RENEW_EVERY_MS;
 
 export const lockPath = (collection: string) => `locks/${collection}.lock`;
 
@@ -65,12 +67,34 @@ export async function lockCollection(
   }
   const held = lease;
   const lost = new AbortController();
+  let renewing = false;
+  let renewedAt = Date.now();
+  const loseIt = (why: string) => {
+    if (lost.signal.aborted) return;
+    log.warn("lock.lost", { collection }, `lost the lock on ${collection}: ${why}`);
+    lost.abort(`lost the lock on ${collection}`);
+    clearInterval(timer);
+  };
   const timer = setInterval(() => {
-    held.renew().catch((e: unknown) => {
-      log.warn("lock.lost", { collection }, `lost the lock on ${collection}: ${describeError(e)}`);
-      lost.abort(`lost the lock on ${collection}`);
-      clearInterval(timer);
-    });
+    // A renewal must land well inside the lease: one that hangs behind the storage retries (up to a
+    // minute per try) would let the lease lapse and another run take it while this one goes on.
+    if (Date.now() - renewedAt > RENEW_DEADLINE_MS) {
+      loseIt(`no renewal succeeded for ${Math.round((Date.now() - renewedAt) / 1000)} s`);
+      return;
+    }
+    if (renewing) return;
+    renewing = true;
+    held
+      .renew()
+      .then(() => {
+        renewedAt = Date.now();
+      })
+      .catch((e: unknown) => {
+        loseIt(describeError(e));
+      })
+      .finally(() => {
+        renewing = false;
+      });
   }, RENEW_EVERY_MS);
   timer.unref();
   return {

@@ -134,6 +134,8 @@ async function restoreLocked(
     method,
   });
   let created = false;
+  /** The restored collection holds the target name: later failures must not report it as partial. */
+  let inPlace = false;
   try {
     const autoIdFallback = await createCollection(milvus, manifest.schema, work, log);
     created = true;
@@ -170,6 +172,7 @@ async function restoreLocked(
     }
     stopIfAborted(opts.signal, "before putting the restored collection in place");
     if (canRename) await swapIntoPlace(milvus, work, target, log, warnings);
+    inPlace = true;
     if (target === manifest.collection) await restoreAliases(milvus, manifest.schema, target, log, warnings);
     if (!manifest.schema.loaded && indexedAll) {
       const rel = await milvus.client.releaseCollection({ collection_name: target });
@@ -188,6 +191,14 @@ async function restoreLocked(
       warnings,
     };
   } catch (e) {
+    if (inPlace) {
+      // Aliases or the load state could not be restored: the data is complete and verified in place.
+      throw new WorkerError(
+        `restore of ${opts.backupId} into ${target}: the restored collection is in place and verified, but finishing ` +
+          `failed: ${describeError(e)}. Next: point its aliases and load state by hand (see the backup's manifest).`,
+      );
+    }
+    if (e instanceof SwapRollbackError) throw e;
     let left = `nothing was created`;
     let leftBehind = false;
     if (created || (await milvus.exists(work).catch(() => false))) {
@@ -224,6 +235,19 @@ async function restoreLocked(
   }
 }
 
+/** The swap failed halfway and could not be undone: says exactly where each collection is. */
+export class SwapRollbackError extends WorkerError {
+  constructor(target: string, aside: string, work: string, cause: unknown, rollback: unknown) {
+    super(
+      `putting the restored collection in place failed (${describeError(cause)}) and renaming the existing one back ` +
+        `failed too (${describeError(rollback)}). State: the existing ${target} is now named ${aside}, the verified ` +
+        `restore is ${work}, and nothing is named ${target}. Next: rename ${aside} back to ${target} (or ${work} to ` +
+        `${target} to use the restore) once Milvus answers.`,
+    );
+    this.name = "SwapRollbackError";
+  }
+}
+
 /** gRPC failures that say Milvus could not be reached rather than that it refused the request. */
 function isMilvusUnavailable(e: unknown): boolean {
   return /\b(UNAVAILABLE|DEADLINE_EXCEEDED|ECONNREFUSED|ECONNRESET)\b|14 UNAVAILABLE/.test(describeError(e));
@@ -234,7 +258,13 @@ function isMilvusUnavailable(e: unknown): boolean {
  * dropped only after the restored collection holds its name and its aliases; if the second rename
  * fails, the old collection is renamed back, so the target name always holds a complete collection.
  */
-async function swapIntoPlace(milvus: Milvus, work: string, target: string, log: Log, warnings: string[]) {
+export async function swapIntoPlace(
+  milvus: Pick<Milvus, "client" | "exists" | "drop" | "listCollections">,
+  work: string,
+  target: string,
+  log: Log,
+  warnings: string[],
+): Promise<void> {
   const rename = async (from: string, to: string) => {
     const res = await milvus.client.renameCollection({ collection_name: from, new_collection_name: to });
     checkStatus(res, `renaming ${from} to ${to}`);
@@ -253,7 +283,11 @@ async function swapIntoPlace(milvus: Milvus, work: string, target: string, log: 
   try {
     await rename(work, target);
   } catch (e) {
-    await rename(aside, target);
+    try {
+      await rename(aside, target);
+    } catch (back) {
+      throw new SwapRollbackError(target, aside, work, e, back);
+    }
     throw e;
   }
   // Aliases follow the collection they name, not its name: point them at the restored collection.
@@ -275,7 +309,7 @@ async function swapIntoPlace(milvus: Milvus, work: string, target: string, log: 
   }
 }
 
-async function aliasesOf(milvus: Milvus, collection: string): Promise<string[]> {
+async function aliasesOf(milvus: Pick<Milvus, "client">, collection: string): Promise<string[]> {
   try {
     const res = await milvus.client.listAliases({ collection_name: collection });
     return res.status.code === 0 ? res.aliases : [];
@@ -445,6 +479,9 @@ async function insertAll(
     const following = m.chunks[i + 1] as ChunkEntry | undefined;
     // Download the next chunk while this one is being inserted.
     nextDownload = following ? store.get(following.file) : undefined;
+    // Handled where it is awaited; until then a failure must not become an unhandled rejection when
+    // this chunk's insert fails first.
+    nextDownload?.catch(() => undefined);
     const problems = checkChunk(data, entry);
     if (problems.length > 0)
       throw new WorkerError(`the backup is damaged: ${problems.join("; ")}; restore another backup`);
@@ -596,7 +633,7 @@ function indexRequest(collection: string, ix: IndexDef, indexType: string, param
   };
 }
 
-async function dropAliasesOf(milvus: Milvus, collection: string) {
+async function dropAliasesOf(milvus: Pick<Milvus, "client">, collection: string) {
   try {
     const res = await milvus.client.listAliases({ collection_name: collection });
     if (res.status.code !== 0) return;

@@ -176,7 +176,8 @@ async function measure(rows: number) {
       rawInsertRate: rows / insertSeconds,
       rawReadRate: rows / readSeconds,
       // The worker's own timing: from describing the collection to the manifest (backup) / to the verified count
-      // (restore, including the checksum pass, index build and load). Process start-up is shown apart.
+      // (restore, including the single download of each chunk, index build and load). Process start-up is shown
+      // apart.
       backupRate: rows / b.seconds,
       restoreRate: rows / restored.seconds,
       backupWall: backup.seconds,

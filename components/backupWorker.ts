@@ -96,6 +96,9 @@ export function scheduledCommands(collections: string[], retentionDays: number, 
  * prunes, and a NetworkPolicy that lets it reach only Milvus, DNS and Azure over HTTPS.
  * The restore Job (`npm run restore-job`) is built from this CronJob's pod template.
  */
+/** Pod grace period of backup and restore Jobs, seconds (see the CronJob's pod spec). */
+export const WORKER_GRACE_SECONDS = 180;
+
 export class BackupWorkerComponent extends pulumi.ComponentResource {
   public readonly registryLoginServer: pulumi.Output<string>;
   /** The registry's global name (naming.ts, globalName). */
@@ -256,6 +259,10 @@ export class BackupWorkerComponent extends pulumi.ComponentResource {
                   serviceAccountName: serviceAccount.metadata.name,
                   restartPolicy: "Never",
                   ...POD_DEFAULTS,
+                  // On SIGTERM the worker stops after the current batch and drops what it created (or
+                  // leaves no manifest); a batch, its insert retries (at most about 15 s of backoff) and
+                  // the cleanup fit in 3 minutes, Kubernetes' default 30 s would cut them short.
+                  terminationGracePeriodSeconds: WORKER_GRACE_SECONDS,
                   nodeSelector: { [DATA_POOL_LABEL]: DATA_POOL_VALUE },
                   securityContext: {
                     runAsNonRoot: true,

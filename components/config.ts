@@ -506,7 +506,8 @@ export function defaultsFor(
     milvus: {
       mode: production ? "cluster" : "standalone",
       imageTag: "v2.6.24",
-      // The required pod size: 8Gi/2 CPU requests; requests = limits to avoid OOM kills (#23262).
+      // The standalone pod size this project targets: 8Gi/2 CPU requests; requests = limits to avoid OOM kills
+      // (#23262).
       standalone: { ...clusterRole(1, "2", "8Gi"), diskSizeGi: 100 },
       mixCoord: clusterRole(2, "1", "4Gi"),
       proxy: { ...clusterRole(3, "2", "4Gi"), maxReplicas: 10 },

@@ -1,7 +1,7 @@
 import { READ_FUNCTIONS, THRESHOLDS } from "./alertRules";
 
 /**
- * Grafana dashboards written for this project (not adapted from elsewhere), as Grafana dashboard
+ * Grafana dashboards for Milvus and its dependencies (etcd, storage, backups), as Grafana dashboard
  * JSON models built from small panel helpers. The monitoring component ships each one as a
  * ConfigMap that Grafana's dashboard sidecar loads. Expressions use the same metric names and
  * thresholds as the alert rules, and the tests run every expression through promtool.

@@ -105,7 +105,8 @@ export function rolloutTimeoutMinutes(w: MilvusWorkloadPlan, graceSeconds: numbe
  * GetDefault*Probe; milvus-helm templates: liveness tcpSocket, readiness httpGet /healthz). `/healthz`
  * answers 500 until every component is Healthy or StandBy (milvus internal/http/healthz/healthz_handler.go),
  * so as a liveness probe it kills a node that is alive but still loading segments or waiting for etcd,
- * and the restart makes it worse. The required timings (liveness 30/10/5/3, readiness 15/5/3/2) stay.
+ * and the restart makes it worse. The timings are the production targets this project sets: liveness
+ * 30/10/5/3 and readiness 15/5/3/2 (initial delay s / period s / timeout s / failure threshold).
  */
 export function milvusProbes(startupFailureThreshold: number) {
   const tcp = { port: PORT_NAMES.milvusMetrics };
@@ -141,7 +142,10 @@ export interface ScalingRules {
   policies?: { type: "Percent" | "Pods"; value: number; periodSeconds: number }[];
 }
 
-/** The required HPA targets and behaviour block. */
+/**
+ * The HPA targets and scaling behaviour this project sets for Milvus: CPU 70% and memory 80%; scale up by at
+ * most 100% per 30 s (60 s window), down by at most 50% per 60 s (300 s window; query nodes never scale in).
+ */
 export const REQUIRED_HPA: {
   cpuUtilization: number;
   memoryUtilization: number;

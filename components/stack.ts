@@ -151,7 +151,7 @@ function deployCluster(cfg: StackConfig, { name, tags, rg, net, backupStorage, p
     tags,
   });
 
-  // [data-layer] Kubernetes data layer is composed here (issue 3).
+  // [data-layer] Kubernetes data layer (etcd, object store, Milvus) is composed here.
   const dataLayer = new DataLayerComponent(
     `${name}-data`,
     {
@@ -163,7 +163,7 @@ function deployCluster(cfg: StackConfig, { name, tags, rg, net, backupStorage, p
     { providers: { kubernetes: aks.provider } },
   );
 
-  // [monitoring] Monitoring stack is composed here (issue 4).
+  // [monitoring] Monitoring stack (Prometheus, Alertmanager, Grafana) is composed here.
   const backupJob = backupWorkerDefaults();
   const monitoring = new MonitoringComponent(
     `${name}-monitoring`,

@@ -201,6 +201,12 @@ describe("backup worker deployment", () => {
     assert.equal(keyMaterial(leaky).length, 3);
   });
 
+  it("gives backup and restore pods time to stop cleanly on SIGTERM (Kubernetes' default is 30 s)", () => {
+    const pod = k8sNamed(prod, "CronJob", "milvus-backup").spec.jobTemplate.spec.template.spec;
+    assert.equal(pod.terminationGracePeriodSeconds, 180);
+    assert.equal(pod.enableServiceLinks, false);
+  });
+
   it("limits the worker's network to Milvus, DNS and public HTTPS, selecting exactly its pods", () => {
     const policy = k8sNamed(prod, "NetworkPolicy", "milvus-backup-egress");
     const pod = k8sNamed(prod, "CronJob", "milvus-backup").spec.jobTemplate.spec.template;

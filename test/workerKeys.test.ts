@@ -1,5 +1,5 @@
 /**
- * Awkward primary keys (issue item 6): varchar keys with control characters, quotes and backslashes,
+ * Awkward primary keys: varchar keys with control characters, quotes and backslashes,
  * int64 keys beyond 2^53, and duplicate keys. The key cursor (backup/keyCursor.ts) on synthetic pages,
  * and paging with the worker's queryPage against a real Milvus Lite.
  */
@@ -324,7 +324,7 @@ const SEPARATORS = ["\t", "\n", "\r", "\u0000", "\u0001", '"', "'", "\\", "\\n",
  */
 const awkwardKey = (i: number) => `note\n${String(i).padStart(6, "0")}${SEPARATORS[i % SEPARATORS.length]}`;
 
-describe("worker paging by awkward primary keys on Milvus Lite (issue item 6)", function () {
+describe("worker paging by awkward primary keys on Milvus Lite", function () {
   this.timeout(300_000);
   let server: MilvusLiteServer;
   let client: MilvusClient;

@@ -1,6 +1,6 @@
 /**
- * Backups of collections with awkward and duplicate primary keys, end to end (issue item 6): real
- * Milvus Lite and Azurite, the worker's command line.
+ * Backups of collections with awkward and duplicate primary keys, end to end: real Milvus Lite and
+ * Azurite, the worker's command line.
  */
 import * as assert from "node:assert/strict";
 import { DataType } from "@zilliz/milvus2-sdk-node";
@@ -33,7 +33,7 @@ async function readAll(s: Servers, name: string): Promise<Map<string, string>> {
 const SEPARATORS = ["\t", "\n", "\r", "\u0000", "\u0001", '"', "'", "\\", "\\n", "\r\n", "-"];
 const awkwardKey = (i: number) => `note\n${String(i).padStart(6, "0")}${SEPARATORS[i % SEPARATORS.length]}`;
 
-describe("backups of collections with awkward and duplicate primary keys (issue item 6)", function () {
+describe("backups of collections with awkward and duplicate primary keys", function () {
   this.timeout(300_000);
   let s: Servers;
   let store: AzureBlobStore;

@@ -51,7 +51,7 @@ const count = async (client: MilvusClient, name: string) =>
 const names = async (client: MilvusClient) => (await client.listCollections()).data.map((c) => c.name).sort();
 const lastLine = (t: string) => t.trim().split("\n").at(-1) ?? "";
 
-describe("the worker never loses, tears or misreports data (issue: adversarial run)", function () {
+describe("the worker under faults that used to lose, tear or misreport data", function () {
   this.timeout(240_000);
   let s: Servers;
   let store: AzureBlobStore;

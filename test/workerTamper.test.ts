@@ -1,5 +1,5 @@
 /**
- * Edited manifests and chunks (backup format 2): every edit the adversarial run made to a manifest
+ * Edited manifests and chunks (backup format 2): every manifest edit that used to go unnoticed
  * (a dropped, duplicated or foreign chunk entry, `dim` lowered, a field removed, the key type changed)
  * and a corrupt gzip stream with a recomputed checksum must fail `verify` and `restore`, leaving no
  * collection behind. Real Milvus Lite and Azurite.
@@ -195,6 +195,38 @@ describe("edited backups fail verify and restore (format 2: self-describing chun
         what,
       );
     }
+  });
+
+  it("a format version lowered to switch the checks off, and a renamed collection", async function () {
+    const down = await freshBackup();
+    const v = down.schema.fields.find((f) => f.name === "v");
+    assert.ok(v);
+    v.typeParams.dim = "8";
+    down.formatVersion = 1;
+    await save(down);
+    const lowered = await verdicts(down, "t_downgrade");
+    assert.ok(
+      lowered.problems.includes(
+        `${down.chunks[0]?.file ?? ""}: is a format-2 chunk, but the manifest claims format 1 (the manifest was edited)`,
+      ),
+      lowered.problems.join("\n"),
+    );
+    assert.match(
+      lowered.restore,
+      /the backup is damaged: .*is a format-2 chunk, but the manifest claims format 1/,
+    );
+
+    // The collection name is restore's default target: an edit would aim --drop-existing elsewhere.
+    const renamed = await freshBackup();
+    renamed.collection = "payments";
+    await save(renamed);
+    const moved = await verdicts(renamed, "t_renamed");
+    assert.ok(
+      moved.problems.includes(
+        "manifest names collection payments, but its schema is docs's (the manifest was edited)",
+      ),
+      moved.problems.join("\n"),
+    );
   });
 
   it("a corrupt gzip stream whose checksum was recomputed", async function () {
