@@ -248,7 +248,8 @@ async function backupLocked(
       if (n === 0) continue;
       const keys = pageKeys(res, pk.name);
       const fields = n === keys.length ? res.fields_data : sliceRows(res.fields_data, keys.length, keep);
-      readDigest.update(pageDigest(fields));
+      // Only unpinned reads are re-read and compared; a pinned (flush-timestamp) backup skips the cost.
+      if (!snapshot) readDigest.update(pageDigest(fields));
       const byName = new Map<string, RawFieldData>(
         fields.map((f) => [f.is_dynamic ? DYNAMIC_FIELD : f.field_name, f]),
       );

@@ -299,6 +299,12 @@ export interface VerifyResult {
   problems: string[];
 }
 
+/** A problem when a manifest's digest differs from the one its backup logged. */
+export function manifestChanged(found: string, expected: string | undefined): string | undefined {
+  if (expected === undefined || found === expected) return undefined;
+  return `manifest SHA-256 ${found} differs from ${expected}, the one its backup logged: the manifest was changed after the backup`;
+}
+
 /**
  * Where a manifest's chunk list and the blobs under its backup disagree, beyond missing chunks: entries
  * that are not the backup's own chunk at their position (a duplicated entry, one pointing at another
@@ -424,7 +430,12 @@ export function checkChunk(data: Buffer, entry: Manifest["chunks"][number]): str
 }
 
 /** verify: everything short of inserting, without a Milvus server. */
-export async function verifyBackup(store: BlobStore, backupId: string, log: Log): Promise<VerifyResult> {
+export async function verifyBackup(
+  store: BlobStore,
+  backupId: string,
+  log: Log,
+  expectedManifestSha256?: string,
+): Promise<VerifyResult> {
   let m: Manifest;
   try {
     m = await loadManifest(store, backupId);
@@ -474,6 +485,8 @@ export async function verifyBackup(store: BlobStore, backupId: string, log: Log)
   if (total !== m.rows) problems.push(`chunks hold ${total} rows in total, manifest promises ${m.rows}`);
   problems.sort();
   const manifestSha256 = sha256(await store.get(manifestPath(backupId)));
+  const changed = manifestChanged(manifestSha256, expectedManifestSha256);
+  if (changed) problems.push(changed);
   log.info("verify.done", { backupId, ok: problems.length === 0, problems: problems.length, manifestSha256 });
   return {
     ok: problems.length === 0,

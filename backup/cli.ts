@@ -42,9 +42,9 @@ const COMMANDS: Partial<Record<string, CommandSpec>> = {
   },
   restore: {
     usage:
-      "restore --backup <backupId> [--target <collection>] [--drop-existing] [--index-fallback <indexType>]\n" +
+      "restore --backup <backupId> [--target <collection>] [--drop-existing] [--index-fallback <indexType>] [--manifest-sha256 <hex>]\n" +
       "  Checks every chunk, recreates the collection (schema, partitions, indexes, load state) and verifies the row count.",
-    values: ["--backup", "--target", "--index-fallback"],
+    values: ["--backup", "--target", "--index-fallback", "--manifest-sha256"],
     flags: ["--drop-existing"],
     needsMilvus: true,
   },
@@ -56,8 +56,9 @@ const COMMANDS: Partial<Record<string, CommandSpec>> = {
   },
   verify: {
     usage:
-      "verify --backup <backupId>\n  Checks manifest, presence, sizes, SHA-256 and row totals of every chunk (no Milvus needed).",
-    values: ["--backup"],
+      "verify --backup <backupId> [--manifest-sha256 <hex>]\n  Checks manifest, presence, sizes, SHA-256 and row totals of every chunk (no Milvus needed);\n" +
+      "  with --manifest-sha256 (from the backup's log) also that the manifest is the one the backup wrote.",
+    values: ["--backup", "--manifest-sha256"],
     flags: [],
     needsMilvus: false,
   },
@@ -234,6 +235,17 @@ function backupId(p: ParsedArgs): string {
   return id;
 }
 
+/** The manifest digest the backup logged (`backup.done`), to check the manifest against. */
+function manifestSha256(p: ParsedArgs): string | undefined {
+  const v = one(p, "--manifest-sha256");
+  if (v !== undefined && !/^[0-9a-f]{64}$/.test(v)) {
+    throw new UsageError(
+      `${p.command}: --manifest-sha256 must be 64 lowercase hex digits (the manifestSha256 of the backup's backup.done log line)`,
+    );
+  }
+  return v;
+}
+
 function chunkBytes(p: ParsedArgs): number | undefined {
   const raw = one(p, "--chunk-size-mib");
   if (raw === undefined) return undefined;
@@ -336,6 +348,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
               target,
               dropExisting: p.flags.has("--drop-existing"),
               indexFallback: fallback,
+              manifestSha256: manifestSha256(p),
               signal: io.signal,
             },
             log,
@@ -366,7 +379,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         return 0;
       }
       case "verify": {
-        const r = await verifyBackup(makeStore(storage), backupId(p), log);
+        const r = await verifyBackup(makeStore(storage), backupId(p), log, manifestSha256(p));
         emit(r);
         if (!json)
           io.stdout.write(

@@ -17,13 +17,15 @@ import type { FieldType } from "@zilliz/milvus2-sdk-node";
 import type { BlobStore } from "./blobStore";
 import { ARRAY_PAGE_ROWS } from "./backup";
 import { StorageUnavailableError } from "./blobStore";
-import { checkChunk, identityProblems, listingProblems, loadManifest } from "./catalog";
+import { checkChunk, identityProblems, listingProblems, loadManifest, manifestChanged } from "./catalog";
 import { ColumnReader, isVectorType } from "./columns";
 import { AbortedError, checkStatus, describeError, stopIfAborted, WorkerError } from "./errors";
 import { lockCollection } from "./lock";
 import {
   backupPrefix,
+  manifestPath,
   readChunk,
+  sha256,
   type ChunkEntry,
   type ChunkHeader,
   type CollectionDef,
@@ -42,6 +44,8 @@ export interface RestoreOptions {
   insertBytes?: number;
   /** Stops the restore between batches (SIGTERM); what was created is dropped, the target untouched. */
   signal?: AbortSignal;
+  /** The manifest digest the backup logged: the restore is refused if the manifest differs. */
+  manifestSha256?: string;
 }
 
 export interface RestoreSummary {
@@ -73,6 +77,14 @@ export async function restoreBackup(
   log: Log,
 ): Promise<RestoreSummary> {
   const manifest = await loadManifest(store, opts.backupId);
+  if (opts.manifestSha256) {
+    const changed = manifestChanged(
+      sha256(await store.get(manifestPath(opts.backupId))),
+      opts.manifestSha256,
+    );
+    if (changed)
+      throw new WorkerError(`restore of ${opts.backupId} refused: ${changed}. Nothing was changed.`);
+  }
   const target = opts.target ?? manifest.collection;
   if (!COLLECTION_NAME.test(target)) {
     throw new WorkerError(`--target ${JSON.stringify(target)} is not a valid Milvus collection name`, 2);

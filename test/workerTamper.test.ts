@@ -229,6 +229,51 @@ describe("edited backups fail verify and restore (format 2: self-describing chun
     );
   });
 
+  it("an edit the chunks cannot see (the snapshot time) fails against the digest the backup logged", async function () {
+    const r = await runCli(["backup", "--collection", "docs", "--chunk-size-mib", "0.05", "--json"], s.env);
+    assert.equal(r.code, 0, r.stderr);
+    const logged = (r.json as { backups: { backupId: string; manifestSha256: string }[] }).backups[0];
+    assert.ok(logged);
+    // The same digest is in the backup's `backup.done` log line.
+    assert.match(r.stderr, new RegExp(`"event":"backup.done".*"manifestSha256":"${logged.manifestSha256}"`));
+    const intact = await runCli(
+      ["verify", "--backup", logged.backupId, "--manifest-sha256", logged.manifestSha256, "--json"],
+      s.env,
+    );
+    assert.equal(intact.code, 0, intact.stderr);
+    const m = JSON.parse((await store.get(manifestPath(logged.backupId))).toString()) as Manifest;
+    m.time = "2020-01-01T00:00:00.000Z";
+    await save(m);
+    const edited = sha256(await store.get(manifestPath(logged.backupId)));
+    const v = await runCli(
+      ["verify", "--backup", logged.backupId, "--manifest-sha256", logged.manifestSha256, "--json"],
+      s.env,
+    );
+    assert.equal(v.code, 1);
+    assert.deepEqual((v.json as { problems: string[] }).problems, [
+      `manifest SHA-256 ${edited} differs from ${logged.manifestSha256}, the one its backup logged: the manifest was changed after the backup`,
+    ]);
+    const restore = await runCli(
+      [
+        "restore",
+        "--backup",
+        logged.backupId,
+        "--target",
+        "t_time",
+        "--manifest-sha256",
+        logged.manifestSha256,
+      ],
+      s.env,
+    );
+    assert.equal(restore.code, 1);
+    assert.equal(
+      lastLine(restore.stderr),
+      `error: restore of ${logged.backupId} refused: manifest SHA-256 ${edited} differs from ${logged.manifestSha256}, the one its backup logged: the manifest was changed after the backup. Nothing was changed.`,
+    );
+    const bad = await runCli(["verify", "--backup", logged.backupId, "--manifest-sha256", "XYZ"], s.env);
+    assert.equal(bad.code, 2);
+  });
+
   it("a corrupt gzip stream whose checksum was recomputed", async function () {
     const m = await freshBackup();
     const entry = m.chunks[0];
