@@ -79,13 +79,9 @@ describe("blob store under storage faults (Azurite behind a fault-injecting prox
     // A store without overrides runs on exactly these values.
     const plain = new AzureBlobStore({ container: "faults", connectionString: proxy.connectionString });
     assert.deepEqual(plain["retry"], STORAGE_RETRY);
-    // The SDK's EXPONENTIAL waits min((2^(n-1) - 1) x 1 s, 30 s) before retry n: 86 s across 8 tries.
-    const waits = [1, 2, 3, 4, 5, 6, 7].map((n) => Math.min((2 ** (n - 1) - 1) * 1_000, 30_000));
-    assert.deepEqual(waits, [0, 1_000, 3_000, 7_000, 15_000, 30_000, 30_000]);
-    assert.equal(
-      waits.reduce((a, b) => a + b, 0),
-      86_000,
-    );
+    // With these values the SDK's EXPONENTIAL policy waits min((2^(n-1) - 1) x 1 s, 30 s) before retry n
+    // (@azure/storage-common StorageRetryPolicyV2 calculateDelay): 0, 1, 3, 7, 15, 30, 30 s, 86 s in all.
+    // The timed tests below exercise the policy itself with shorter delays.
   });
 
   it("rides out a burst of 503s and stores the exact bytes", async function () {

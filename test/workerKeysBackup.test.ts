@@ -79,7 +79,6 @@ describe("backups of collections with awkward and duplicate primary keys", funct
       Array.from({ length: 20_000 }, (_, i) => ({ pk: awkwardKey(i), tag: i })),
     );
     const b = await runCli(["backup", "--collection", "awkward", "--json"], s.env);
-    console.log(b.stderr.trim().split("\n").at(-1));
     assert.equal(b.code, 0, b.stderr);
     const id = (b.json as { backups: { backupId: string; rows: number }[] }).backups[0].backupId;
     const m = JSON.parse((await store.get(manifestPath(id))).toString()) as Manifest;
@@ -101,7 +100,6 @@ describe("backups of collections with awkward and duplicate primary keys", funct
     );
     await create("dups", rows);
     const b = await runCli(["backup", "--collection", "dups", "--json"], s.env);
-    console.log(b.stderr.trim().split("\n").at(-1));
     assert.equal(b.code, 0, b.stderr);
     assert.match(b.stderr, /"event":"backup.duplicateKeys".*"rows":3/);
     const id = (b.json as { backups: { backupId: string }[] }).backups[0].backupId;
@@ -121,7 +119,6 @@ describe("backups of collections with awkward and duplicate primary keys", funct
     rows.push({ pk: awkwardKey(2), tag: -1 }); // "doc\r000002": a lone carriage return
     await create("dups_cr", rows);
     const b = await runCli(["backup", "--collection", "dups_cr"], s.env);
-    console.log(b.stderr.trim().split("\n").at(-1));
     assert.equal(b.code, 1);
     assert.match(
       b.stderr,
