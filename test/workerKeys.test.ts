@@ -12,6 +12,7 @@ import { KeyCursor, keyCensus, pageKeys } from "../backup/keyCursor";
 import { dialectOf, liteQuote, Milvus, type QueryResponse, type RawFieldData } from "../backup/milvus";
 import { startMilvusLite, type MilvusLiteServer } from "../tools/local-servers";
 import { seedRichCollection } from "./support/workerEnv";
+import { awkwardKey } from "./support/awkwardKeys";
 
 const ok = { code: 0 };
 
@@ -316,13 +317,6 @@ async function pageAllOldFilter(client: MilvusClient, name: string, limit: numbe
     after = keys[keys.length - 1] ?? null;
   }
 }
-
-const SEPARATORS = ["\t", "\n", "\r", "\u0000", "\u0001", '"', "'", "\\", "\\n", "\r\n", "-"];
-/**
- * Keys with a line feed after a shared prefix (a misread bound jumps over all of them) and one more
- * awkward character each: 1,818 or 1,819 keys end with each of the 11 endings.
- */
-const awkwardKey = (i: number) => `note\n${String(i).padStart(6, "0")}${SEPARATORS[i % SEPARATORS.length]}`;
 
 describe("worker paging by awkward primary keys on Milvus Lite", function () {
   this.timeout(300_000);

@@ -9,6 +9,7 @@ import { manifestPath, type Manifest } from "../backup/format";
 import { KeyCursor, pageKeys } from "../backup/keyCursor";
 import { Milvus } from "../backup/milvus";
 import { runCli, startServers, type Servers } from "./support/workerEnv";
+import { awkwardKey } from "./support/awkwardKeys";
 
 /** Every row's key and tag (the SDK's queryIterator loses rows with such keys: it writes `pk > "..."`). */
 async function readAll(s: Servers, name: string): Promise<Map<string, string>> {
@@ -29,9 +30,6 @@ async function readAll(s: Servers, name: string): Promise<Map<string, string>> {
     await m.close();
   }
 }
-
-const SEPARATORS = ["\t", "\n", "\r", "\u0000", "\u0001", '"', "'", "\\", "\\n", "\r\n", "-"];
-const awkwardKey = (i: number) => `note\n${String(i).padStart(6, "0")}${SEPARATORS[i % SEPARATORS.length]}`;
 
 describe("backups of collections with awkward and duplicate primary keys", function () {
   this.timeout(300_000);
