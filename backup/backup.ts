@@ -9,7 +9,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { BlobStore } from "./blobStore";
 import { ColumnAccumulator, columnSpecs, DYNAMIC_FIELD, sliceRows, type ColumnSpec } from "./columns";
-import { describeError, stopIfAborted, WorkerError } from "./errors";
+import { describeError, isMilvusUnavailable, stopIfAborted, WorkerError } from "./errors";
 import { lockCollection } from "./lock";
 import {
   backupPrefix,
@@ -109,10 +109,9 @@ export async function backupCollection(
   } catch (e) {
     if (e instanceof WorkerError) throw e;
     // A raw gRPC or storage failure: name the collection, what is left and what to do.
-    const transient = /\b(UNAVAILABLE|DEADLINE_EXCEEDED|ECONNREFUSED|ECONNRESET)\b/.test(describeError(e));
     throw new WorkerError(
       `backup of ${collection} failed: ${describeError(e)}. No backup was written (nothing new is listed; ` +
-        `uploaded chunks are removed by prune after a day). Next: ${transient ? "Milvus was unreachable: run the backup again" : "see the cause, then run the backup again"}.`,
+        `uploaded chunks are removed by prune after a day). Next: ${isMilvusUnavailable(e) ? "Milvus was unreachable: run the backup again" : "see the cause, then run the backup again"}.`,
     );
   } finally {
     await lock.release();

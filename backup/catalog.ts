@@ -24,6 +24,7 @@ import {
   type ChunkHeader,
   type Manifest,
 } from "./format";
+import { compareKeys } from "./keyCursor";
 import type { Log } from "./log";
 
 export const BACKUP_ID_PATTERN = /^[A-Za-z0-9_.:-]+$/;
@@ -321,14 +322,6 @@ export function listingProblems(m: Manifest, names: Iterable<string>): string[] 
   for (const name of names)
     if (!listed.has(name)) problems.push(`${name}: under the backup but not in its manifest`);
   return problems;
-}
-
-/** Compares two primary keys as the server orders them (int64 numerically, varchar by UTF-8 bytes). */
-export function compareKeys(a: string, b: string, varchar: boolean): number {
-  if (varchar) return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
-  const x = BigInt(a);
-  const y = BigInt(b);
-  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 /**

@@ -38,6 +38,11 @@ export function stopIfAborted(signal: AbortSignal | undefined, where: string): v
   }
 }
 
+/** gRPC failures that say Milvus could not be reached rather than that it refused the request. */
+export function isMilvusUnavailable(e: unknown): boolean {
+  return /\b(UNAVAILABLE|DEADLINE_EXCEEDED|ECONNREFUSED|ECONNRESET)\b/.test(describeError(e));
+}
+
 export interface MilvusStatus {
   code?: number;
   error_code?: string | number;

@@ -19,6 +19,15 @@ import { createHash } from "node:crypto";
 import { sliceRows } from "./columns";
 import { WorkerError } from "./errors";
 import type { CollectionDef } from "./format";
+
+/** Compares two primary keys as the server orders them (int64 numerically, varchar by UTF-8 bytes). */
+export function compareKeys(a: string, b: string, varchar: boolean): number {
+  if (varchar) return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+  const x = BigInt(a);
+  const y = BigInt(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
 import {
   liteQuote,
   MAX_QUERY_WINDOW,
@@ -187,10 +196,7 @@ export class KeyCursor {
   }
 
   private compare(a: string, b: string): number {
-    if (this.varcharPk) return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
-    const x = BigInt(a);
-    const y = BigInt(b);
-    return x < y ? -1 : x > y ? 1 : 0;
+    return compareKeys(a, b, this.varcharPk);
   }
 
   /** Whether every server can write the key in a filter (only Milvus Lite cannot write a lone CR). */

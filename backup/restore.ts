@@ -19,7 +19,14 @@ import { ARRAY_PAGE_ROWS } from "./backup";
 import { StorageUnavailableError } from "./blobStore";
 import { checkChunk, identityProblems, listingProblems, loadManifest, manifestChanged } from "./catalog";
 import { ColumnReader, isVectorType } from "./columns";
-import { AbortedError, checkStatus, describeError, stopIfAborted, WorkerError } from "./errors";
+import {
+  AbortedError,
+  checkStatus,
+  describeError,
+  isMilvusUnavailable,
+  stopIfAborted,
+  WorkerError,
+} from "./errors";
 import { lockCollection } from "./lock";
 import {
   backupPrefix,
@@ -258,11 +265,6 @@ export class SwapRollbackError extends WorkerError {
     );
     this.name = "SwapRollbackError";
   }
-}
-
-/** gRPC failures that say Milvus could not be reached rather than that it refused the request. */
-function isMilvusUnavailable(e: unknown): boolean {
-  return /\b(UNAVAILABLE|DEADLINE_EXCEEDED|ECONNREFUSED|ECONNRESET)\b|14 UNAVAILABLE/.test(describeError(e));
 }
 
 /**
@@ -646,15 +648,14 @@ function indexRequest(collection: string, ix: IndexDef, indexType: string, param
 }
 
 async function dropAliasesOf(milvus: Pick<Milvus, "client">, collection: string) {
-  try {
-    const res = await milvus.client.listAliases({ collection_name: collection });
-    if (res.status.code !== 0) return;
-    for (const alias of res.aliases) {
-      const r = await milvus.client.dropAlias({ alias });
-      checkStatus(r, `dropping alias ${alias} of ${collection}`);
+  for (const alias of await aliasesOf(milvus, collection)) {
+    let r;
+    try {
+      r = await milvus.client.dropAlias({ alias });
+    } catch {
+      return;
     }
-  } catch (e) {
-    if (e instanceof WorkerError) throw e;
+    checkStatus(r, `dropping alias ${alias} of ${collection}`);
   }
 }
 
