@@ -16,8 +16,13 @@ import type { Log } from "./log";
 export const LOCK_LEASE_SECONDS = 15;
 /** Renewed three times per lease period, so one missed renewal still keeps it. */
 const RENEW_EVERY_MS = (LOCK_LEASE_SECONDS * 1000) / 3;
-/** Without a successful renewal for this long the run stops: the lease may lapse any moment after. */
-const RENEW_DEADLINE_MS = LOCK_LEASE_SECONDS * 1000 - RENEW_EVERY_MS;
+/**
+ * Without a successful renewal for this long the run stops, at the second check after the last success
+ * (10 s), well before the lease can lapse (15 s). A second short of two periods: interval timers may
+ * fire a millisecond early against Date.now(), which would otherwise push the stop to the third check,
+ * at the very moment the lease expires.
+ */
+const RENEW_DEADLINE_MS = 2 * RENEW_EVERY_MS - 1000;
 
 export const lockPath = (collection: string) => `locks/${collection}.lock`;
 
@@ -78,7 +83,7 @@ export async function lockCollection(
   const timer = setInterval(() => {
     // A renewal must land well inside the lease: one that hangs behind the storage retries (up to a
     // minute per try) would let the lease lapse and another run take it while this one goes on.
-    if (Date.now() - renewedAt > RENEW_DEADLINE_MS) {
+    if (Date.now() - renewedAt >= RENEW_DEADLINE_MS) {
       loseIt(`no renewal succeeded for ${Math.round((Date.now() - renewedAt) / 1000)} s`);
       return;
     }
