@@ -38,3 +38,11 @@ export const nodeSubnetId = outputs.nodeSubnetId;
 export const backupAllowedSubnetIds = outputs.backupAllowedSubnetIds;
 // On a dr stack: the primary's Milvus version, which this stack must match (dr:failover checks it).
 export const primaryMilvusImageTag = outputs.primaryMilvusImageTag;
+
+// Security (README "Security"): the CA applications trust for Milvus's TLS, where each application
+// user's Secret is, the audit workspace and the disk encryption set of a customer-managed key.
+export const milvusCaCertificate = outputs.milvusCaCertificate;
+export const milvusUserSecrets = outputs.milvusUserSecrets;
+export const logAnalyticsWorkspaceId = outputs.logAnalyticsWorkspaceId;
+export const logAnalyticsCustomerId = outputs.logAnalyticsCustomerId;
+export const diskEncryptionSetId = outputs.diskEncryptionSetId;

@@ -45,6 +45,25 @@ export interface AksClusterArgs {
   dnsServiceIp: string;
   /** Entra ID groups given cluster-admin through Azure RBAC; the deploying identity must be in one. @default none: at least one is required */
   adminGroupObjectIds: string[];
+  /**
+   * Encryption at host on every pool: temp disks, OS and data disk caches and ephemeral OS disks are
+   * encrypted on the VM host ("Host-based encryption on AKS"). Set only when a pool is created; the
+   * subscription must have registered Microsoft.Compute/EncryptionAtHost (README "Security").
+   * @default none: `security.encryption.atHost` (true)
+   */
+  encryptionAtHost: boolean;
+  /**
+   * Disk encryption set for the nodes' OS disks (customer-managed key). Fixed at cluster creation
+   * (AKS "Bring your own keys (BYOK) with Azure managed disks"). @default none: platform-managed keys
+   */
+  diskEncryptionSetId?: pulumi.Input<string>;
+  /** What must exist before the cluster uses the disk encryption set (its key role). @default [] */
+  encryptionDependsOn?: pulumi.Resource[];
+  /**
+   * Log Analytics workspace for Container Insights (the `omsagent` add-on with the Azure Monitor agent
+   * and managed-identity authentication). @default none: no container log collection
+   */
+  containerInsightsWorkspaceId?: pulumi.Input<string>;
   /** Tags applied to every Azure resource. @default {} */
   tags?: Record<string, string>;
 }
@@ -208,8 +227,26 @@ export class AksClusterComponent extends pulumi.ComponentResource {
       type: "VirtualMachineScaleSets",
       maxPods: d.maxPods,
       vnetSubnetID: args.nodeSubnetId,
+      enableEncryptionAtHost: args.encryptionAtHost,
     });
 
+    // The cluster identity reads the disk encryption set (AKS BYOK doc: "Reader" on the DES); the disk
+    // CSI driver needs Microsoft.Compute/diskEncryptionSets/read for StorageClasses that name it.
+    const desRole =
+      args.diskEncryptionSetId !== undefined
+        ? [
+            grantRole(
+              `${name}-cp-des`,
+              {
+                scope: args.diskEncryptionSetId,
+                principalId: controlPlaneIdentity.principalId,
+                principalType: "ServicePrincipal",
+                role: "reader",
+              },
+              { parent: this },
+            ),
+          ]
+        : [];
     const client = authorization.getClientConfigOutput();
     const cluster = new containerservice.ManagedCluster(
       `${name}-aks`,
@@ -259,9 +296,28 @@ export class AksClusterComponent extends pulumi.ComponentResource {
           nodeOSUpgradeChannel: d.nodeOSUpgradeChannel,
         },
         autoScalerProfile: d.autoScalerProfile,
+        diskEncryptionSetID: args.diskEncryptionSetId,
+        // Container Insights through the Azure Monitor agent with managed-identity auth (Microsoft's
+        // MSI onboarding template for AKS: omsagent with useAADAuth "true"); the data collection rule
+        // and its association are in auditDiagnostics.ts.
+        addonProfiles:
+          args.containerInsightsWorkspaceId !== undefined
+            ? {
+                omsagent: {
+                  enabled: true,
+                  config: {
+                    logAnalyticsWorkspaceResourceID: args.containerInsightsWorkspaceId,
+                    useAADAuth: "true",
+                  },
+                },
+              }
+            : undefined,
         tags: args.tags,
       },
-      { parent: this, dependsOn: [subnetRole] },
+      {
+        parent: this,
+        dependsOn: [subnetRole, ...desRole, ...(args.encryptionDependsOn ?? [])],
+      },
     );
 
     this.dataPoolNames = args.zones.map((zone) => `data${zone}`);

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as authorization from "@pulumi/azure-native/authorization";
 import * as storage from "@pulumi/azure-native/storage";
-import { hardenedAccountArgs } from "./storageAccount";
+import { AccountEncryption, hardenedAccountArgs } from "./storageAccount";
 
 export interface BackupStorageArgs {
   /** Resource group of the account. */
@@ -25,6 +25,8 @@ export interface BackupStorageArgs {
   /** Container that holds the backups. @default "milvus-backups" */
   containerName?: string;
   /** Tags applied to every resource. @default {} */
+  /** Encryption at rest (storageAccount.ts). @default Azure's default: one layer, Microsoft-managed keys */
+  encryption?: AccountEncryption;
   tags?: Record<string, string>;
 }
 
@@ -89,6 +91,8 @@ export class BackupStorageComponent extends pulumi.ComponentResource {
         accountName: args.accountName,
         sku: d.sku,
         allowedSubnetIds: this.allowedSubnetIds,
+
+        encryption: args.encryption,
         tags: args.tags,
       }),
       // Deleting the account deletes every backup: make that a deliberate two-step change.

@@ -31,8 +31,17 @@ export interface BackupWorkerArgs {
   restoreSourceAccountId?: pulumi.Input<string>;
   /** Milvus gRPC address reachable in-cluster, host:port. */
   milvusAddress: pulumi.Input<string>;
-  /** Milvus root password (a Pulumi secret); the worker receives it as `MILVUS_TOKEN` from a Secret. */
-  milvusRootPassword: pulumi.Input<string>;
+  /**
+   * The worker's own `user:password` token (a Pulumi secret, components/milvusAccess.ts); it receives it
+   * as `MILVUS_TOKEN` from a Secret. Never root's: root belongs to the access Job alone.
+   */
+  milvusToken: pulumi.Input<string>;
+  /**
+   * ConfigMap (in the worker's namespace) with the CA bundle `ca.crt` Milvus's certificate chains to;
+   * the worker verifies Milvus against it. Empty: Milvus serves plaintext, and the worker says so.
+   * @default ""
+   */
+  milvusCaConfigMapName?: string;
   /** Collections to back up on schedule. @default none: taken from `backup.collections` */
   collections: string[];
   /** Cron schedule (UTC). @default none: `backup.schedule`, itself defaulting to "0 2 * * *" */
@@ -96,6 +105,9 @@ export function scheduledCommands(collections: string[], retentionDays: number, 
  * prunes, and a NetworkPolicy that lets it reach only Milvus, DNS and Azure over HTTPS.
  * The restore Job (`npm run restore-job`) is built from this CronJob's pod template.
  */
+/** Where the worker's pods mount the Milvus CA bundle. */
+export const WORKER_CA_DIR = "/etc/milvus-ca";
+
 /** Pod grace period of backup and restore Jobs, seconds (see the CronJob's pod spec). */
 export const WORKER_GRACE_SECONDS = 180;
 
@@ -202,7 +214,7 @@ export class BackupWorkerComponent extends pulumi.ComponentResource {
       {
         metadata: { name: d.credentialsSecretName, namespace, labels },
         type: "Opaque",
-        stringData: { MILVUS_TOKEN: pulumi.secret(pulumi.interpolate`root:${args.milvusRootPassword}`) },
+        stringData: { MILVUS_TOKEN: pulumi.secret(args.milvusToken) },
       },
       { parent: this },
     );
@@ -217,6 +229,7 @@ export class BackupWorkerComponent extends pulumi.ComponentResource {
         name: "MILVUS_TOKEN",
         valueFrom: { secretKeyRef: { name: credentials.metadata.name, key: "MILVUS_TOKEN" } },
       },
+      ...(args.milvusCaConfigMapName ? [{ name: "MILVUS_CA_FILE", value: `${WORKER_CA_DIR}/ca.crt` }] : []),
     ];
     const container = (containerName: string, argv: string[]) => ({
       name: containerName,
@@ -232,7 +245,12 @@ export class BackupWorkerComponent extends pulumi.ComponentResource {
         readOnlyRootFilesystem: true,
         capabilities: { drop: ["ALL"] },
       },
-      volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
+      volumeMounts: [
+        { name: "tmp", mountPath: "/tmp" },
+        ...(args.milvusCaConfigMapName
+          ? [{ name: "milvus-ca", mountPath: WORKER_CA_DIR, readOnly: true }]
+          : []),
+      ],
     });
 
     this.cronJobName = d.name;
@@ -272,7 +290,12 @@ export class BackupWorkerComponent extends pulumi.ComponentResource {
                   // Prune runs only after the backup step succeeded: never trim retention on a failed night.
                   initContainers: [container("backup", commands.backup)],
                   containers: [container("prune", commands.prune)],
-                  volumes: [{ name: "tmp", emptyDir: { sizeLimit: "1Gi" } }],
+                  volumes: [
+                    { name: "tmp", emptyDir: { sizeLimit: "1Gi" } },
+                    ...(args.milvusCaConfigMapName
+                      ? [{ name: "milvus-ca", configMap: { name: args.milvusCaConfigMapName } }]
+                      : []),
+                  ],
                 },
               },
             },

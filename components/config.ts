@@ -164,6 +164,84 @@ export interface DrConfig {
   standbyStack: string;
 }
 
+/** Where the Milvus server certificates come from (components/certManager.ts). */
+export interface TlsIssuer {
+  /** `ClusterIssuer` or `Issuer` (an Issuer must live in the data namespace). */
+  kind: "ClusterIssuer" | "Issuer";
+  /** Empty: the stack's own in-cluster CA ClusterIssuer. */
+  name: string;
+}
+
+export interface TlsConfig {
+  /** Clients reach the Milvus proxy over TLS (`common.security.tlsMode: 1`). */
+  enabled: boolean;
+  /** Milvus components call each other over TLS (`internaltls.*`, Milvus 2.5.0 and later). */
+  internal: boolean;
+  /** Exact cert-manager Helm chart version (charts.jetstack.io). */
+  certManagerChartVersion: string;
+  issuer: TlsIssuer;
+  /** PEM CA bundle of a user-supplied issuer (public data), published as the `milvusCaCertificate` output. */
+  caBundle: string;
+  /** Extra DNS names on the client certificate, e.g. a private DNS name for the internal load balancer. */
+  dnsNames: string[];
+}
+
+export interface AuditConfig {
+  /** A Log Analytics workspace receives the AKS audit log and the backup account's blob logs. */
+  enabled: boolean;
+  /** Workspace retention, days (Log Analytics allows 30-730 on the PerGB2018 tier). */
+  retentionDays: number;
+  /** Container Insights (Azure Monitor agent) collects container logs into the workspace. */
+  containerInsights: boolean;
+  /** Milvus proxy access log (one line per request, with the user), on the proxy's stdout. */
+  milvusAccessLog: boolean;
+}
+
+export interface EncryptionConfig {
+  /** Encryption at host on every node pool (temp disks, caches, ephemeral OS disks). */
+  atHost: boolean;
+  /** Infrastructure (double) encryption on the storage accounts; fixed when an account is created. */
+  infrastructure: boolean;
+  /** A customer-managed key in a Key Vault for managed disks and the storage accounts. */
+  customerManagedKey: boolean;
+}
+
+export interface SecurityConfig {
+  tls: TlsConfig;
+  audit: AuditConfig;
+  encryption: EncryptionConfig;
+}
+
+export type AccessLevel = "read" | "readWrite";
+export const ACCESS_LEVELS: readonly AccessLevel[] = ["read", "readWrite"];
+
+/** A Milvus role for applications, limited to named collections of one database. */
+export interface AccessRole {
+  database: string;
+  /** Collection names, or ["*"] for every collection of the database. */
+  collections: string[];
+  access: AccessLevel;
+}
+
+/** A Milvus user for one application; its password is generated and delivered as a Kubernetes Secret. */
+export interface AccessUser {
+  roles: string[];
+  /** Namespace of the user's Secret (`milvus-user-<name>`); it must exist. */
+  secretNamespace: string;
+}
+
+/** Milvus users and roles per stack (applied by the access Job, components/milvusAccess.ts). */
+export interface AccessConfig {
+  roles: Record<string, AccessRole>;
+  users: Record<string, AccessUser>;
+}
+
+/** The backup worker's own Milvus user: backup and restore create, fill, rename and drop collections. */
+export const BACKUP_MILVUS_USER = "backup_worker";
+/** Names Milvus reserves (root user; built-in admin and public roles) or this program uses itself. */
+export const RESERVED_MILVUS_USERS: readonly string[] = ["root", BACKUP_MILVUS_USER];
+export const BUILTIN_MILVUS_ROLES: readonly string[] = ["admin", "public"];
+
 export interface StackConfig {
   /** Stack name (`pulumi.getStack()`), used as a name suffix. */
   stack: string;
@@ -193,6 +271,8 @@ export interface StackConfig {
   backup: BackupConfig;
   monitoring: MonitoringConfig;
   dr: DrConfig;
+  security: SecurityConfig;
+  access: AccessConfig;
   tags: Record<string, string>;
 }
 
@@ -465,7 +545,7 @@ export const ETCD_PRODUCTION_DISK_GI = 128;
 /** Defaults that differ between a small dev stack and the production shape. */
 export function defaultsFor(
   environment: Environment,
-): Omit<StackConfig, "stack" | "environment" | "location" | "dr"> {
+): Omit<StackConfig, "stack" | "environment" | "location" | "dr" | "access"> {
   const production = environment === "prod" || environment === "dr";
   const clusterRole = (replicas: number, cpu: string, memory: string): RoleSizing => ({
     replicas,
@@ -544,6 +624,27 @@ export function defaultsFor(
       retentionDays: production ? 15 : 7,
       storageGi: production ? 100 : 20,
     },
+    // Every environment gets the security controls: they cost little (Log Analytics ingestion aside,
+    // README "Security") and a dev stack that differs from prod hides problems until prod.
+    security: {
+      tls: {
+        enabled: true,
+        internal: true,
+        // The newest release whose support table lists Kubernetes 1.36 (cert-manager.io "Supported
+        // Releases": 1.21 supports 1.33-1.36; v1.21.1 released 2026-07-29).
+        certManagerChartVersion: "v1.21.1",
+        issuer: { kind: "ClusterIssuer", name: "" },
+        caBundle: "",
+        dnsNames: [],
+      },
+      audit: {
+        enabled: true,
+        retentionDays: production ? 365 : 30,
+        containerInsights: true,
+        milvusAccessLog: true,
+      },
+      encryption: { atHost: true, infrastructure: true, customerManagedKey: false },
+    },
     tags: {},
   };
 }
@@ -583,7 +684,7 @@ class Reader {
     private readonly problems: Problems,
   ) {}
 
-  private lookup(path: string): unknown {
+  lookup(path: string): unknown {
     let cur: unknown = this.raw;
     for (const part of path.split(".")) {
       if (!isObject(cur)) return undefined;
@@ -1393,6 +1494,9 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     );
   }
 
+  const security = parseSecurity(r, problems, d.security);
+  const access = parseAccess(r, problems);
+
   const tags = r.record("tags");
 
   if (problems.errors.length > 0) {
@@ -1424,8 +1528,218 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     backup,
     monitoring,
     dr,
+    security,
+    access,
     tags: { environment, "managed-by": "pulumi", project: "milvus-aks", ...tags },
   };
+}
+
+// Milvus name rules (milvus internal/proxy/validate_util.go, ValidateUsername and ValidateRoleName:
+// a letter or underscore first, then letters, digits and underscores; at most 32 characters).
+const MILVUS_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,31}$/;
+// Database names: same alphabet, at most 64 characters (validate_util.go, ValidateDatabaseName).
+const MILVUS_DATABASE = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/;
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/;
+
+/** Kubernetes name of a Milvus user's Secret (DNS-1123: underscores become dashes, lower case). */
+export function userSecretName(user: string): string {
+  return `milvus-user-${user.toLowerCase().replace(/_/g, "-")}`;
+}
+
+function parseSecurity(r: Reader, problems: Problems, d: SecurityConfig): SecurityConfig {
+  const tls: TlsConfig = {
+    enabled: r.bool("security.tls.enabled", d.tls.enabled),
+    internal: r.bool("security.tls.internal", d.tls.internal),
+    certManagerChartVersion: r.string(
+      "security.tls.certManagerChartVersion",
+      d.tls.certManagerChartVersion,
+      /^v\d+\.\d+\.\d+$/,
+      'an exact cert-manager chart version such as "v1.21.1" (no ranges, no "latest")',
+      d.tls.certManagerChartVersion,
+    ),
+    issuer: {
+      kind: r.oneOf<TlsIssuer["kind"]>("security.tls.issuer.kind", d.tls.issuer.kind, [
+        "ClusterIssuer",
+        "Issuer",
+      ]),
+      name: r.string(
+        "security.tls.issuer.name",
+        d.tls.issuer.name,
+        /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)?$/,
+        "empty (the stack's own CA), or the name of an existing cert-manager issuer",
+        "corp-ca",
+      ),
+    },
+    caBundle: r.string(
+      "security.tls.caBundle",
+      d.tls.caBundle,
+      /^[\s\S]*$/,
+      "a PEM CA bundle",
+      '"$(cat ca.pem)"',
+    ),
+    dnsNames: r.stringList(
+      "security.tls.dnsNames",
+      d.tls.dnsNames,
+      DNS_NAME,
+      "a list of lower-case DNS names",
+      "'[\"milvus.prod.internal.example.com\"]'",
+    ),
+  };
+  if (tls.issuer.name && !PEM_CERTIFICATE.test(tls.caBundle)) {
+    problems.add(
+      "security.tls.caBundle",
+      tls.caBundle ? "(not a PEM certificate)" : undefined,
+      `the PEM CA certificate(s) of issuer ${tls.issuer.name} when security.tls.issuer.name is set`,
+      "Clients and the backup worker verify Milvus against this bundle, and this stack cannot read it from a " +
+        'user-supplied issuer: `pulumi config set --path milvus-aks:security.tls.caBundle -- "$(cat ca.pem)"`.',
+    );
+  } else if (!tls.issuer.name && tls.caBundle) {
+    problems.add(
+      "security.tls.caBundle",
+      "(a PEM bundle)",
+      "empty when the stack's own CA issues the certificates (security.tls.issuer.name unset)",
+      "The stack publishes its own CA as the milvusCaCertificate output; remove caBundle or set issuer.name.",
+    );
+  }
+  const audit: AuditConfig = {
+    enabled: r.bool("security.audit.enabled", d.audit.enabled),
+    // Log Analytics workspaces keep data 30 to 730 days on the PerGB2018 tier (Microsoft.OperationalInsights
+    // workspaces, retentionInDays; "Manage data retention in a Log Analytics workspace").
+    retentionDays: r.int("security.audit.retentionDays", d.audit.retentionDays, 30, 730, " days"),
+    containerInsights: r.bool("security.audit.containerInsights", d.audit.containerInsights),
+    milvusAccessLog: r.bool("security.audit.milvusAccessLog", d.audit.milvusAccessLog),
+  };
+  if (!audit.enabled && audit.containerInsights && r.lookup("security.audit.containerInsights") === true) {
+    problems.add(
+      "security.audit.containerInsights",
+      true,
+      "false when security.audit.enabled is false",
+      "Container Insights sends container logs to the stack's Log Analytics workspace, which only exists with security.audit.enabled.",
+    );
+  }
+  if (!audit.enabled) audit.containerInsights = false;
+  const encryption: EncryptionConfig = {
+    atHost: r.bool("security.encryption.atHost", d.encryption.atHost),
+    infrastructure: r.bool("security.encryption.infrastructure", d.encryption.infrastructure),
+    customerManagedKey: r.bool("security.encryption.customerManagedKey", d.encryption.customerManagedKey),
+  };
+  return { tls, audit, encryption };
+}
+
+function parseAccess(r: Reader, problems: Problems): AccessConfig {
+  const roles: Record<string, AccessRole> = {};
+  const users: Record<string, AccessUser> = {};
+  const rawRoles = r.lookup("access.roles");
+  const rawUsers = r.lookup("access.users");
+  const roleMap: Raw = isObject(rawRoles) ? rawRoles : {};
+  const userMap: Raw = isObject(rawUsers) ? rawUsers : {};
+  const example = '\'{"database":"default","collections":["documents"],"access":"read"}\'';
+  if (rawRoles !== undefined && !isObject(rawRoles)) {
+    problems.add(
+      "access.roles",
+      rawRoles,
+      "a map of role name to role",
+      setPathHint("access.roles.search", example),
+    );
+  }
+  for (const name of Object.keys(roleMap)) {
+    const key = `access.roles.${name}`;
+    if (!MILVUS_NAME.test(name) || BUILTIN_MILVUS_ROLES.includes(name)) {
+      problems.add(
+        key,
+        name,
+        "a Milvus role name (a letter or _ first, then letters, digits, _; up to 32) other than the built-in admin and public",
+        "Rename the role.",
+      );
+      continue;
+    }
+    if (!isObject(roleMap[name])) {
+      problems.add(key, roleMap[name], "a role { database, collections, access }", setPathHint(key, example));
+      continue;
+    }
+    roles[name] = {
+      database: r.string(`${key}.database`, "default", MILVUS_DATABASE, "a Milvus database name", "default"),
+      collections: r.stringList(
+        `${key}.collections`,
+        [],
+        /^(\*|[A-Za-z_][A-Za-z0-9_]{0,254})$/,
+        'a list of collection names, or ["*"] for every collection of the database',
+        "'[\"documents\"]'",
+      ),
+      access: r.oneOf<AccessLevel>(`${key}.access`, undefined, ACCESS_LEVELS),
+    };
+    if (roles[name].collections.length === 0) {
+      problems.add(
+        `${key}.collections`,
+        roles[name].collections,
+        'at least one collection name, or ["*"]',
+        setPathHint(`${key}.collections`, "'[\"documents\"]'"),
+      );
+    }
+  }
+  if (rawUsers !== undefined && !isObject(rawUsers)) {
+    problems.add(
+      "access.users",
+      rawUsers,
+      "a map of user name to user",
+      setPathHint("access.users.search_api", '\'{"roles":["search"],"secretNamespace":"search"}\''),
+    );
+  }
+  const secretNames = new Map<string, string>();
+  for (const name of Object.keys(userMap)) {
+    const key = `access.users.${name}`;
+    if (!MILVUS_NAME.test(name) || RESERVED_MILVUS_USERS.includes(name)) {
+      problems.add(
+        key,
+        name,
+        `a Milvus user name (a letter or _ first, then letters, digits, _; up to 32) other than ${RESERVED_MILVUS_USERS.join(" and ")}`,
+        "Rename the user: root is kept for the access Job alone and backup_worker is the backup worker's.",
+      );
+      continue;
+    }
+    const secretName = userSecretName(name);
+    const clash = secretNames.get(secretName);
+    if (clash !== undefined) {
+      problems.add(
+        key,
+        name,
+        `a name whose Secret name differs from ${clash}'s (${secretName})`,
+        "Rename one of them.",
+      );
+    }
+    secretNames.set(secretName, name);
+    const userRoles = r.stringList(
+      `${key}.roles`,
+      [],
+      MILVUS_NAME,
+      "a list of role names from access.roles",
+      "'[\"search\"]'",
+    );
+    const unknown = userRoles.filter((role) => !(role in roles));
+    if (userRoles.length === 0 || unknown.length > 0) {
+      problems.add(
+        `${key}.roles`,
+        userRoles,
+        `one or more roles declared in access.roles (${Object.keys(roles).join(", ") || "none declared"})`,
+        unknown.length > 0
+          ? `Declare ${unknown.join(", ")} under access.roles or remove it from the user.`
+          : "A user without a role can do nothing; give it a role or remove it.",
+      );
+    }
+    users[name] = {
+      roles: userRoles,
+      secretNamespace: r.string(
+        `${key}.secretNamespace`,
+        undefined,
+        DNS_LABEL,
+        "the existing Kubernetes namespace of the application that uses this user",
+        "search",
+      ),
+    };
+  }
+  return { roles, users };
 }
 
 /** Reads the current stack's `milvus-aks:*` keys and validates them. */
@@ -1449,6 +1763,8 @@ export function loadStackConfig(options: ParseOptions = {}): StackConfig {
     "backup",
     "monitoring",
     "dr",
+    "security",
+    "access",
     "tags",
   ];
   const raw: Raw = {};

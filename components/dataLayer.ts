@@ -3,6 +3,8 @@ import { StackConfig } from "./config";
 import { EtcdComponent } from "./etcd";
 import { MilvusComponent, MilvusObjectStoreArgs, milvusDefaults } from "./milvus";
 import { MilvusBlobStorageComponent } from "./milvusBlobStorage";
+import { MilvusCertificatesComponent } from "./milvusCertificates";
+import { AccountEncryption } from "./storageAccount";
 import { MinioComponent } from "./minio";
 import { DATA_NAMESPACE, globalNameOutput, MILVUS_ROLES } from "./naming";
 import { DataNamespaceComponent } from "./namespaces";
@@ -20,6 +22,19 @@ export interface DataLayerArgs {
   oidcIssuerUrl: pulumi.Input<string>;
   /** Data namespace name. @default "milvus" */
   namespace?: string;
+  /**
+   * The cert-manager issuer of Milvus's certificates and what must exist before a Certificate is
+   * created (the release and the issuer). Required when `security.tls.enabled` or `internal` is on.
+   * @default none
+   */
+  /** Disk encryption set for the StorageClasses (customer-managed key). @default none */
+  diskEncryptionSetId?: pulumi.Input<string>;
+  /** Encryption of Milvus's storage account (objectStore azureBlob). @default Azure's default */
+  storageEncryption?: AccountEncryption;
+  certificateIssuer?: {
+    issuerRef: { name: string; kind: string; group: string };
+    dependsOn: pulumi.Resource[];
+  };
 }
 
 /**
@@ -37,6 +52,7 @@ export class DataLayerComponent extends pulumi.ComponentResource {
   public readonly namespace: pulumi.Output<string>;
   /** Storage account holding Milvus's data, when `objectStore` is `azureBlob`. */
   public readonly milvusStorageAccountName: pulumi.Output<string | undefined>;
+  public readonly milvusStorageAccountId: pulumi.Output<string | undefined>;
 
   constructor(name: string, args: DataLayerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("milvus-aks:k8s:DataLayer", name, {}, opts);
@@ -49,7 +65,11 @@ export class DataLayerComponent extends pulumi.ComponentResource {
       { environment: cfg.environment, name: nsName },
       child,
     );
-    const classes = new StorageClassesComponent(`${name}-storage`, { diskSku: cfg.storage.diskSku }, child);
+    const classes = new StorageClassesComponent(
+      `${name}-storage`,
+      { diskSku: cfg.storage.diskSku, diskEncryptionSetId: args.diskEncryptionSetId },
+      child,
+    );
 
     const etcd = new EtcdComponent(
       `${name}-etcd`,
@@ -68,6 +88,7 @@ export class DataLayerComponent extends pulumi.ComponentResource {
     // Milvus starts only once etcd and its object store are ready (and MinIO's bucket exists).
     const milvusNeeds: pulumi.Resource[] = [etcd.statefulSet];
     let storageAccountName: pulumi.Output<string | undefined> = pulumi.output(undefined);
+    let storageAccountId: pulumi.Output<string | undefined> = pulumi.output(undefined);
     if (cfg.objectStore === "minio") {
       const minio = new MinioComponent(
         `${name}-minio`,
@@ -105,6 +126,7 @@ export class DataLayerComponent extends pulumi.ComponentResource {
           namespace: nsName,
           serviceAccountName: milvusDefaults(cfg.milvus.imageTag).serviceAccountName,
           production: cfg.production,
+          encryption: args.storageEncryption,
           tags: cfg.tags,
         },
         child,
@@ -118,6 +140,30 @@ export class DataLayerComponent extends pulumi.ComponentResource {
         identityClientId: blob.identityClientId,
       };
       storageAccountName = blob.accountName;
+      storageAccountId = blob.accountId;
+    }
+
+    const tls = cfg.security.tls;
+    if ((tls.enabled || tls.internal) && !args.certificateIssuer) {
+      throw new Error("DataLayerComponent: security.tls is on but no certificateIssuer was given");
+    }
+    if (args.certificateIssuer && (tls.enabled || tls.internal)) {
+      const certs = new MilvusCertificatesComponent(
+        `${name}-certificates`,
+        {
+          namespace: ns.name,
+          namespaceName: nsName,
+          serviceName: milvusDefaults(cfg.milvus.imageTag).serviceName,
+          extraDnsNames: tls.dnsNames,
+          client: tls.enabled,
+          internal: tls.internal,
+          issuerRef: args.certificateIssuer.issuerRef,
+          dependsOn: args.certificateIssuer.dependsOn,
+        },
+        child,
+      );
+      // Milvus pods mount the certificate Secrets: they start only once cert-manager has written them.
+      milvusNeeds.push(...certs.certificates);
     }
 
     const milvus = new MilvusComponent(
@@ -130,6 +176,8 @@ export class DataLayerComponent extends pulumi.ComponentResource {
         objectStore,
         retainStorageClassName: classes.retainClassName,
         dependsOn: milvusNeeds,
+        tls: { client: tls.enabled, internal: tls.internal },
+        accessLog: cfg.security.audit.milvusAccessLog,
       },
       child,
     );
@@ -149,6 +197,7 @@ export class DataLayerComponent extends pulumi.ComponentResource {
     this.milvusServiceName = pulumi.output(milvus.serviceName);
     this.namespace = ns.name;
     this.milvusStorageAccountName = storageAccountName;
+    this.milvusStorageAccountId = storageAccountId;
     this.registerOutputs({
       milvusAddress: this.milvusAddress,
       milvusRootPassword: this.milvusRootPassword,

@@ -3,7 +3,14 @@ import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import * as random from "@pulumi/random";
 import { MILVUS_TERMINATION_GRACE_SECONDS, MilvusConfig, RoleSizing } from "./config";
-import { MILVUS_LOCAL_STORAGE_PATH, MilvusObjectStore, renderMilvusUserConfig } from "./milvusConfig";
+import {
+  MILVUS_INTERNAL_TLS_PATH,
+  MILVUS_LOCAL_STORAGE_PATH,
+  MILVUS_TLS_PATH,
+  MilvusObjectStore,
+  renderMilvusUserConfig,
+} from "./milvusConfig";
+import { MILVUS_INTERNAL_TLS_SECRET, MILVUS_TLS_SECRET } from "./milvusCertificates";
 import {
   APP,
   appLabels,
@@ -65,6 +72,14 @@ export interface MilvusArgs {
    * @default []
    */
   dependsOn?: pulumi.Resource[];
+  /**
+   * TLS: `client` serves the proxy's gRPC port from the `milvus-tls` Secret, `internal` the components'
+   * internal ports from `milvus-internal-tls` (both written by cert-manager, components/milvusCertificates.ts).
+   * @default { client: false, internal: false }
+   */
+  tls?: { client: boolean; internal: boolean };
+  /** Proxy access log on stdout. @default false */
+  accessLog?: boolean;
 }
 
 /**
@@ -377,6 +392,9 @@ export class MilvusComponent extends pulumi.ComponentResource {
           objectStore: objStore,
           rootPassword,
           terminationGraceSeconds: grace,
+          tls: args.tls?.client ?? false,
+          internalTls: args.tls?.internal ?? false,
+          accessLog: args.accessLog ?? false,
         }),
       ),
     );
@@ -473,6 +491,23 @@ export class MilvusComponent extends pulumi.ComponentResource {
         : []),
       { name: PORT_NAMES.milvusMetrics, containerPort: MILVUS_METRICS_PORT, protocol: "TCP" },
     ];
+    // Whole-directory mounts (no subPath), so a renewed certificate reaches the files; Milvus reads them
+    // when a process starts (milvusConfig.ts).
+    const tlsVolumes = [
+      // On every role, not only the proxy: user.yaml is shared and names these files for all of them.
+      ...(args.tls?.client
+        ? [{ name: "tls", secretName: MILVUS_TLS_SECRET, mountPath: MILVUS_TLS_PATH }]
+        : []),
+      ...(args.tls?.internal
+        ? [
+            {
+              name: "internal-tls",
+              secretName: MILVUS_INTERNAL_TLS_SECRET,
+              mountPath: MILVUS_INTERNAL_TLS_PATH,
+            },
+          ]
+        : []),
+    ];
     // The kubelet counts emptyDir volumes, logs and the writable layer against ephemeral-storage and
     // evicts a pod over its limit ("Local ephemeral storage", Kubernetes docs): the scheduler then only
     // places the pod on a node whose OS disk holds it.
@@ -503,10 +538,12 @@ export class MilvusComponent extends pulumi.ComponentResource {
         { name: "config", mountPath: "/milvus/configs/user.yaml", subPath: "user.yaml", readOnly: true },
         { name: "data", mountPath: MILVUS_LOCAL_STORAGE_PATH },
         { name: "tmp", mountPath: "/tmp" },
+        ...tlsVolumes.map((v) => ({ name: v.name, mountPath: v.mountPath, readOnly: true })),
       ],
     };
     const volumes = [
       { name: "config", secret: { secretName: configSecret.metadata.name, defaultMode: 0o440 } },
+      ...tlsVolumes.map((v) => ({ name: v.name, secret: { secretName: v.secretName, defaultMode: 0o440 } })),
       { name: "tmp", emptyDir: { sizeLimit: "1Gi" } },
       ...(w.volume.kind === "emptyDir"
         ? [{ name: "data", emptyDir: { sizeLimit: `${w.volume.sizeGi}Gi` } }]

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as managedidentity from "@pulumi/azure-native/managedidentity";
 import * as storage from "@pulumi/azure-native/storage";
-import { hardenedAccountArgs } from "./storageAccount";
+import { AccountEncryption, hardenedAccountArgs } from "./storageAccount";
 import { grantRole } from "./roles";
 
 export interface MilvusBlobStorageArgs {
@@ -22,6 +22,8 @@ export interface MilvusBlobStorageArgs {
   /** Zone-redundant storage in production, locally redundant elsewhere. @default none */
   production: boolean;
   /** Tags for every resource. @default {} */
+  /** Encryption at rest (storageAccount.ts). @default Azure's default: one layer, Microsoft-managed keys */
+  encryption?: AccountEncryption;
   tags?: Record<string, string>;
 }
 
@@ -61,6 +63,8 @@ export class MilvusBlobStorageComponent extends pulumi.ComponentResource {
         accountName: args.accountName,
         sku: d.sku,
         allowedSubnetIds: [args.allowedSubnetId],
+
+        encryption: args.encryption,
         tags: args.tags,
       }),
       // This account holds every vector Milvus stores: deleting it must be a deliberate change.

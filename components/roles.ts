@@ -17,6 +17,10 @@ export const BUILTIN_ROLES = {
   aksRbacReader: "7f6c6a51-bcf8-42ba-9220-52d62157d7db",
   aksClusterUser: "4abbcc35-e782-43d8-92c5-2d3f1bd2253f",
   acrPull: "7f951dda-4ed3-4680-a7ca-43fe172d538d",
+  // Wrap and unwrap with a key: what a disk encryption set's and a storage account's identity need.
+  keyVaultCryptoServiceEncryptionUser: "e147488a-f6f5-4113-8e2d-b22465e65bf6",
+  // Create and manage keys: what the identity running `pulumi up` needs on an RBAC-mode vault.
+  keyVaultCryptoOfficer: "14b46e9e-c2b7-41b4-b07b-48a6ebf60603",
 } as const;
 export type BuiltinRole = keyof typeof BUILTIN_ROLES;
 
@@ -48,7 +52,8 @@ export interface RoleGrant {
   scope: pulumi.Input<string>;
   role: BuiltinRole;
   principalId: pulumi.Input<string>;
-  principalType: "Group" | "ServicePrincipal" | "User";
+  /** Omitted when not known in advance (the deploying identity may be a user or a service principal). */
+  principalType?: "Group" | "ServicePrincipal" | "User";
 }
 
 /**

@@ -16,6 +16,14 @@ import {
 import { liveSubnet } from "./network";
 import { MonitoringComponent } from "./monitoring";
 import { BackupWorkerComponent, backupWorkerDefaults } from "./backupWorker";
+import * as random from "@pulumi/random";
+import { AuditWorkspaceComponent } from "./auditWorkspace";
+import { AuditDiagnosticsComponent } from "./auditDiagnostics";
+import { CertManagerComponent } from "./certManager";
+import { EncryptionKeysComponent } from "./encryptionKeys";
+import { MilvusAccessComponent, milvusAccessDefaults } from "./milvusAccess";
+import { AccountEncryption } from "./storageAccount";
+import { BACKUP_MILVUS_USER } from "./config";
 
 /**
  * Subnets of the dr stack admitted through this stack's backup firewall: the ones configured, plus the
@@ -72,17 +80,62 @@ export function createStack(cfg: StackConfig, options: CreateStackOptions = {}) 
     tags,
   });
 
-  const backupStorage = new BackupStorageComponent(`${name}-backup`, {
-    resourceGroupName: rg.name,
-    location: cfg.location,
-    // Storage account names are global DNS names: unique per deployer and stack (naming.ts).
-    accountName: globalNameOutput("milvusbk", cfg.stack),
-    allowedSubnetId: net.nodeSubnetId,
-    standbySubnetIds: standbySubnetIds(cfg, warn),
-    retentionDays: cfg.backup.retentionDays,
-    immutabilityDays: cfg.backup.immutabilityDays,
-    tags,
-  });
+  // Opt-in customer-managed key: created first, because disks and storage accounts name it at creation.
+  const keys = cfg.security.encryption.customerManagedKey
+    ? new EncryptionKeysComponent(`${name}-cmk`, {
+        resourceGroupName: rg.name,
+        location: cfg.location,
+        // Vault names are global DNS names, 3-24 characters (naming.ts).
+        vaultName: globalNameOutput("milvuskv", cfg.stack),
+        tags,
+      })
+    : undefined;
+  const storageEncryption: AccountEncryption = {
+    infrastructure: cfg.security.encryption.infrastructure,
+    customerManagedKey: keys && {
+      keyVaultUri: keys.vaultUri,
+      keyName: keys.keyName,
+      identityId: keys.storageIdentityId,
+    },
+  };
+  const audit = cfg.security.audit.enabled
+    ? new AuditWorkspaceComponent(`${name}-audit`, {
+        resourceGroupName: rg.name,
+        location: cfg.location,
+        workspaceName: `${name}-logs`,
+        retentionDays: cfg.security.audit.retentionDays,
+        protect: cfg.production,
+        tags,
+      })
+    : undefined;
+
+  const backupStorage = new BackupStorageComponent(
+    `${name}-backup`,
+    {
+      resourceGroupName: rg.name,
+      location: cfg.location,
+      // Storage account names are global DNS names: unique per deployer and stack (naming.ts).
+      accountName: globalNameOutput("milvusbk", cfg.stack),
+      allowedSubnetId: net.nodeSubnetId,
+      standbySubnetIds: standbySubnetIds(cfg, warn),
+      retentionDays: cfg.backup.retentionDays,
+      immutabilityDays: cfg.backup.immutabilityDays,
+      encryption: storageEncryption,
+      tags,
+    },
+    keys ? { dependsOn: keys.ready } : undefined,
+  );
+  if (audit) {
+    // Every read, write and delete of a backup blob, with the identity that made it.
+    new AuditDiagnosticsComponent(`${name}-audit-backup`, {
+      resourceGroupName: rg.name,
+      location: cfg.location,
+      workspaceId: audit.workspaceId,
+      storageAccountIds: { backup: backupStorage.accountId },
+      containerInsights: false,
+      tags,
+    });
+  }
 
   // A dr stack restores from the primary's geo-replicated secondary; every other stack from its own account.
   const primary =
@@ -99,7 +152,7 @@ export function createStack(cfg: StackConfig, options: CreateStackOptions = {}) 
   const cluster =
     cfg.environment === "dr" && cfg.dr.standby === "cold" && !cfg.dr.activated
       ? undefined
-      : deployCluster(cfg, { name, tags, rg, net, backupStorage, primary });
+      : deployCluster(cfg, { name, tags, rg, net, backupStorage, primary, keys, audit, storageEncryption });
 
   return {
     resourceGroupName: rg.name,
@@ -119,6 +172,9 @@ export function createStack(cfg: StackConfig, options: CreateStackOptions = {}) 
     restoreSourceBlobEndpoint: restoreSource.blobEndpoint,
     restoreSourceContainerName: restoreSource.containerName,
     primaryMilvusImageTag: primary ? primary.milvusImageTag : pulumi.output(cfg.milvus.imageTag),
+    logAnalyticsWorkspaceId: audit ? audit.workspaceId : pulumi.output(""),
+    logAnalyticsCustomerId: audit ? audit.customerId : pulumi.output(""),
+    diskEncryptionSetId: keys ? keys.diskEncryptionSetId : pulumi.output(""),
     ...cluster,
   };
 }
@@ -130,10 +186,17 @@ interface Foundation {
   net: NetworkComponent;
   backupStorage: BackupStorageComponent;
   primary: PrimaryStackComponent | undefined;
+  keys: EncryptionKeysComponent | undefined;
+  audit: AuditWorkspaceComponent | undefined;
+  storageEncryption: AccountEncryption;
 }
 
 /** AKS and everything running in it: data layer, monitoring and the backup worker. */
-function deployCluster(cfg: StackConfig, { name, tags, rg, net, backupStorage, primary }: Foundation) {
+function deployCluster(
+  cfg: StackConfig,
+  { name, tags, rg, net, backupStorage, primary, keys, audit, storageEncryption }: Foundation,
+) {
+  const security = cfg.security;
   const aks = new AksClusterComponent(name, {
     resourceGroupName: rg.name,
     location: cfg.location,
@@ -148,8 +211,27 @@ function deployCluster(cfg: StackConfig, { name, tags, rg, net, backupStorage, p
     serviceCidr: cfg.network.serviceCidr,
     dnsServiceIp: cfg.network.dnsServiceIp,
     adminGroupObjectIds: cfg.adminGroupObjectIds,
+    encryptionAtHost: security.encryption.atHost,
+    diskEncryptionSetId: keys?.diskEncryptionSetId,
+    encryptionDependsOn: keys?.ready,
+    containerInsightsWorkspaceId: security.audit.containerInsights ? audit?.workspaceId : undefined,
     tags,
   });
+
+  const tlsOn = security.tls.enabled || security.tls.internal;
+  const certManager = tlsOn
+    ? new CertManagerComponent(
+        `${name}-cert-manager`,
+        {
+          chartVersion: security.tls.certManagerChartVersion,
+          production: cfg.production,
+          stack: cfg.stack,
+          issuer: security.tls.issuer,
+          caBundle: security.tls.caBundle,
+        },
+        { providers: { kubernetes: aks.provider } },
+      )
+    : undefined;
 
   // [data-layer] Kubernetes data layer (etcd, object store, Milvus) is composed here.
   const dataLayer = new DataLayerComponent(
@@ -159,9 +241,27 @@ function deployCluster(cfg: StackConfig, { name, tags, rg, net, backupStorage, p
       resourceGroupName: rg.name,
       nodeSubnetId: net.nodeSubnetId,
       oidcIssuerUrl: aks.oidcIssuerUrl,
+      diskEncryptionSetId: keys?.diskEncryptionSetId,
+      storageEncryption,
+      certificateIssuer: certManager && { issuerRef: certManager.issuerRef, dependsOn: certManager.ready },
     },
     { providers: { kubernetes: aks.provider } },
   );
+
+  if (audit) {
+    new AuditDiagnosticsComponent(`${name}-audit-cluster`, {
+      resourceGroupName: rg.name,
+      location: cfg.location,
+      workspaceId: audit.workspaceId,
+      clusterId: aks.clusterId,
+      storageAccountIds:
+        cfg.objectStore === "azureBlob"
+          ? { milvus: dataLayer.milvusStorageAccountId.apply((id) => id ?? "") }
+          : {},
+      containerInsights: security.audit.containerInsights,
+      tags,
+    });
+  }
 
   // [monitoring] Monitoring stack (Prometheus, Alertmanager, Grafana) is composed here.
   const backupJob = backupWorkerDefaults();
@@ -186,6 +286,12 @@ function deployCluster(cfg: StackConfig, { name, tags, rg, net, backupStorage, p
     { providers: { kubernetes: aks.provider } },
   );
 
+  // The worker's own Milvus user (components/milvusAccess.ts): generated here because the access Job
+  // runs the worker's image and the worker's CronJob carries this user's token.
+  const backupPassword = pulumi.secret(
+    new random.RandomPassword(`${name}-milvus-backup-password`, { length: 32, special: false }).result,
+  );
+  const caCertificate = security.tls.enabled ? certManager?.caCertificate : undefined;
   // The worker backs up to this stack's own account; on a dr stack it may also read the primary's.
   const worker = new BackupWorkerComponent(
     `${name}-backup-worker`,
@@ -201,7 +307,8 @@ function deployCluster(cfg: StackConfig, { name, tags, rg, net, backupStorage, p
       backupContainerName: backupStorage.containerName,
       restoreSourceAccountId: primary?.backupAccountId,
       milvusAddress: dataLayer.milvusAddress,
-      milvusRootPassword: dataLayer.milvusRootPassword,
+      milvusToken: pulumi.secret(pulumi.interpolate`${BACKUP_MILVUS_USER}:${backupPassword}`),
+      milvusCaConfigMapName: caCertificate ? milvusAccessDefaults().caConfigMapName : undefined,
       collections: cfg.backup.collections,
       schedule: cfg.backup.schedule,
       retentionDays: cfg.backup.retentionDays,
@@ -211,6 +318,23 @@ function deployCluster(cfg: StackConfig, { name, tags, rg, net, backupStorage, p
     },
     // The Secret, ServiceAccount and CronJob go into the data namespace the data layer creates.
     { providers: { kubernetes: aks.provider }, dependsOn: [dataLayer] },
+  );
+
+  // Users and roles, applied by a Job with the root account once Milvus is up; root is used for
+  // nothing else (the policy pack checks it).
+  const access = new MilvusAccessComponent(
+    `${name}-access`,
+    {
+      access: cfg.access,
+      namespace: dataLayer.namespace,
+      milvusAddress: dataLayer.milvusAddress,
+      milvusRootPassword: dataLayer.milvusRootPassword,
+      backupPassword,
+      image: worker.image,
+      caCertificate,
+      dependsOn: [dataLayer],
+    },
+    { providers: { kubernetes: aks.provider } },
   );
 
   return {
@@ -228,5 +352,9 @@ function deployCluster(cfg: StackConfig, { name, tags, rg, net, backupStorage, p
     milvusNamespace: dataLayer.namespace,
     grafanaService: pulumi.output(`${monitoring.namespace}/${monitoring.grafanaServiceName}`),
     grafanaAdminPassword: monitoring.grafanaAdminPassword,
+    // Applications trust this CA to reach Milvus over TLS ("" when client TLS is off).
+    milvusCaCertificate: caCertificate ?? pulumi.output(""),
+    milvusUserSecrets: pulumi.output(access.userSecrets),
+    milvusAccessJobName: access.job.metadata.name,
   };
 }

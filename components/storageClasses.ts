@@ -6,6 +6,12 @@ import { PART_OF } from "./naming";
 export interface StorageClassesArgs {
   /** Azure managed disk SKU for every data volume. @default none: `storage.diskSku` ("Premium_LRS") */
   diskSku: DiskSku;
+  /**
+   * Disk encryption set for every volume (customer-managed key): the Azure Disk CSI driver's
+   * `diskEncryptionSetID` parameter (kubernetes-sigs/azuredisk-csi-driver docs/driver-parameters.md).
+   * @default none: platform-managed keys
+   */
+  diskEncryptionSetId?: pulumi.Input<string>;
 }
 
 /** The two classes' names and parameters, as one pure function (unit-tested). */
@@ -47,7 +53,12 @@ export class StorageClassesComponent extends pulumi.ComponentResource {
         {
           metadata: { name: cls.name, labels: { "app.kubernetes.io/part-of": PART_OF } },
           provisioner: d.provisioner,
-          parameters: d.parameters,
+          parameters:
+            args.diskEncryptionSetId !== undefined
+              ? pulumi
+                  .output(args.diskEncryptionSetId)
+                  .apply((id) => ({ ...d.parameters, diskEncryptionSetID: id }))
+              : d.parameters,
           reclaimPolicy: cls.reclaimPolicy,
           volumeBindingMode: d.volumeBindingMode,
           allowVolumeExpansion: d.allowVolumeExpansion,

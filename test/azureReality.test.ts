@@ -335,6 +335,8 @@ describe("role assignments", () => {
       aksRbacReader: "7f6c6a51-bcf8-42ba-9220-52d62157d7db",
       aksClusterUser: "4abbcc35-e782-43d8-92c5-2d3f1bd2253f",
       acrPull: "7f951dda-4ed3-4680-a7ca-43fe172d538d",
+      keyVaultCryptoServiceEncryptionUser: "e147488a-f6f5-4113-8e2d-b22465e65bf6",
+      keyVaultCryptoOfficer: "14b46e9e-c2b7-41b4-b07b-48a6ebf60603",
     });
   });
 

@@ -86,6 +86,9 @@ describe("data layer defaults", () => {
       objectStore: { kind: "azureBlob", accountName: "milvusdatadev", containerName: "milvus" },
       rootPassword: "0123456789",
       terminationGraceSeconds: 1800,
+      tls: false,
+      internalTls: false,
+      accessLog: false,
     });
     const conf = yaml.load(text) as Record<string, Record<string, unknown>>;
     assert.equal(conf.minio.cloudProvider, "azure");
@@ -109,6 +112,9 @@ describe("data layer defaults", () => {
       objectStore: { kind: "minio", host: "m", port: 9000, bucketName: "b", accessKey: "a", secretKey: "s" },
       rootPassword: "p",
       terminationGraceSeconds: 1800,
+      tls: false,
+      internalTls: false,
+      accessLog: false,
     }) as {
       common: { gracefulStopTimeout: number };
       dataNode: { gracefulStopTimeout: number };

@@ -104,6 +104,9 @@ const userKeys = new Set(
       },
       rootPassword: "p",
       terminationGraceSeconds: 1800,
+      tls: true,
+      internalTls: true,
+      accessLog: true,
     }),
   ).map(milvusEnvKey),
 );

@@ -181,6 +181,37 @@ function computedOutputs(
       return { result: `mock-secret-${name}`.padEnd(Number(inputs.length ?? 16), "x") };
     case "azure-native:containerregistry:Registry":
       return { ...base, loginServer: `${resourceName}.azurecr.io` };
+    case "azure-native:operationalinsights:Workspace":
+      // The workspace's customer id is a GUID ARM assigns (what `az monitor log-analytics query -w` takes).
+      return { ...base, customerId: "33333333-3333-3333-3333-333333333333" };
+    case "azure-native:keyvault:Vault":
+      return {
+        ...base,
+        properties: {
+          ...(inputs.properties as object),
+          vaultUri: `https://${resourceName}.vault.azure.net/`,
+        },
+      };
+    case "azure-native:keyvault:Key": {
+      const keyUri = `https://${String(inputs.vaultName)}.vault.azure.net/keys/${resourceName}`;
+      // Key versions are 32 hex characters.
+      return { ...base, keyUri, keyUriWithVersion: `${keyUri}/0123456789abcdef0123456789abcdef` };
+    }
+    case "azure-native:compute:DiskEncryptionSet":
+      return {
+        ...base,
+        identity: { type: "SystemAssigned", principalId: `principal-${name}`, tenantId: FAKE_TENANT },
+      };
+    case "tls:index/privateKey:PrivateKey":
+      // Never a usable key: recognisable, so tests can prove it only travels as a secret.
+      return {
+        privateKeyPem: `-----BEGIN PRIVATE KEY-----\nmock-private-key-${name}\n-----END PRIVATE KEY-----\n`,
+        publicKeyPem: `-----BEGIN PUBLIC KEY-----\nmock-public-key-${name}\n-----END PUBLIC KEY-----\n`,
+      };
+    case "tls:index/selfSignedCert:SelfSignedCert":
+      // A real self-signed CA certificate (public data, tools/fixtures/offline-ca.pem), so consumers of
+      // the CA output parse what `pulumi up` would hand them.
+      return { certPem: fs.readFileSync(path.join(ROOT, "tools", "fixtures", "offline-ca.pem"), "utf8") };
     default:
       return base;
   }
