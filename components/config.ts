@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { erasureQuorum, zoneSafeParity } from "./erasure";
 import { CronExpressionParser } from "cron-parser";
+import { DATA_NAMESPACE } from "./naming";
 
 /**
  * The one place where stack configuration is read and validated. Every other module receives the
@@ -226,7 +227,7 @@ export interface AccessRole {
 /** A Milvus user for one application; its password is generated and delivered as a Kubernetes Secret. */
 export interface AccessUser {
   roles: string[];
-  /** Namespace of the user's Secret (`milvus-user-<name>`); it must exist. */
+  /** Namespace of the user's Secret (`milvus-user-<name>`): the data namespace, or one that already exists. */
   secretNamespace: string;
 }
 
@@ -1730,9 +1731,10 @@ function parseAccess(r: Reader, problems: Problems): AccessConfig {
     }
     users[name] = {
       roles: userRoles,
+      // Default: the data namespace, which this stack creates; another namespace must already exist.
       secretNamespace: r.string(
         `${key}.secretNamespace`,
-        undefined,
+        DATA_NAMESPACE,
         DNS_LABEL,
         "the existing Kubernetes namespace of the application that uses this user",
         "search",

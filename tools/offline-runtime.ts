@@ -98,6 +98,10 @@ function computedOutputs(
   const rg = typeof inputs.resourceGroupName === "string" ? inputs.resourceGroupName : "rg";
   // The most specific name input a resource has (a container's own name, not its account's).
   const nameKeys = [
+    "keyName",
+    "workspaceName",
+    "vaultName",
+    "diskEncryptionSetName",
     "containerName",
     "agentPoolName",
     "configName",
@@ -193,7 +197,8 @@ function computedOutputs(
         },
       };
     case "azure-native:keyvault:Key": {
-      const keyUri = `https://${String(inputs.vaultName)}.vault.azure.net/keys/${resourceName}`;
+      const vault = typeof inputs.vaultName === "string" ? inputs.vaultName : "vault";
+      const keyUri = `https://${vault}.vault.azure.net/keys/${resourceName}`;
       // Key versions are 32 hex characters.
       return { ...base, keyUri, keyUriWithVersion: `${keyUri}/0123456789abcdef0123456789abcdef` };
     }
