@@ -186,7 +186,7 @@ describe("security building blocks", () => {
         " ",
       ),
     );
-    const used = [...ACCESS_LOG_FORMAT.matchAll(/\$([a-z_]+)/g)].map((m) => String(m[1]));
+    const used = [...ACCESS_LOG_FORMAT.matchAll(/\$([a-z_]+)/g)].map((m) => m[1]);
     assert.deepEqual(
       used.filter((v) => !known.has(v)),
       [],
@@ -373,7 +373,7 @@ describe("security in the prod render", function () {
     );
 
     const userYaml = yaml.load(
-      String(revealSecrets(k8s(prod, "Secret", "milvus-config").stringData)["user.yaml"]),
+      String((revealSecrets(k8s(prod, "Secret", "milvus-config").stringData) as Obj)["user.yaml"]),
     ) as Obj;
     assert.equal(userYaml.common.security.tlsMode, 1);
     assert.equal(userYaml.common.security.internaltlsEnabled, true);
@@ -382,7 +382,7 @@ describe("security in the prod render", function () {
     assert.equal(userYaml.proxy.http.enabled, false);
 
     const offYaml = yaml.load(
-      String(revealSecrets(k8s(off, "Secret", "milvus-config").stringData)["user.yaml"]),
+      String((revealSecrets(k8s(off, "Secret", "milvus-config").stringData) as Obj)["user.yaml"]),
     ) as Obj;
     assert.equal(offYaml.common.security.tlsMode, 0);
     assert.equal(ofType(off, "cert-manager.io/v1:Certificate").length, 0);
@@ -499,7 +499,9 @@ describe("security in the prod render", function () {
     const worker = revealSecrets(k8s(prod, "Secret", "milvus-backup-credentials").stringData) as Obj;
     assert.match(String(worker.MILVUS_TOKEN), /^backup_worker:mock-secret-/);
     // root's password reaches exactly one Secret, and only the access Job reads that Secret.
-    const root = String(revealSecrets(k8s(prod, "Secret", d.rootSecretName).stringData).MILVUS_TOKEN);
+    const root = String(
+      (revealSecrets(k8s(prod, "Secret", d.rootSecretName).stringData) as Obj).MILVUS_TOKEN,
+    );
     assert.match(root, /^root:/);
     const holders = kubernetesObjects(prod).filter((o) =>
       JSON.stringify(revealSecrets(o.inputs)).includes(root),
