@@ -171,6 +171,7 @@ describe("backup worker deployment", () => {
       BACKUP_CONTAINER: "milvus-backups",
       AZURE_STORAGE_ACCOUNT_URL: "https://milvusbkprod3cd4f0.blob.core.windows.net/",
       MILVUS_TOKEN: { secretKeyRef: { name: "milvus-backup-credentials", key: "MILVUS_TOKEN" } },
+      MILVUS_CA_FILE: "/etc/milvus-ca/ca.crt",
     });
     const secret = k8sNamed(prod, "Secret", "milvus-backup-credentials");
     assert.ok(isSecretValue(secret.stringData), "the Milvus token must be a Pulumi secret");

@@ -100,6 +100,9 @@ describe("data layer defaults", () => {
     assert.deepEqual(conf.common.security, {
       authorizationEnabled: true,
       defaultRootPassword: "0123456789",
+      tlsMode: 0,
+      internaltlsEnabled: false,
+      superUsers: "root",
     });
     // Standalone has no standby coordinators to enable.
     assert.deepEqual(conf.rootCoord, {});

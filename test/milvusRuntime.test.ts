@@ -231,10 +231,11 @@ describe("Milvus, MinIO and etcd as they really run", () => {
     });
 
     it("every pod the data namespace runs has service links off", () => {
-      // prod: five Milvus roles, etcd and its defrag CronJob, MinIO and its bucket Job, the backup CronJob.
+      // prod: five Milvus roles, etcd and its defrag CronJob, MinIO and its bucket Job, the backup CronJob,
+      // the access Job.
       for (const [r, count] of [
-        [prod, 10],
-        [dev, 6],
+        [prod, 11],
+        [dev, 7],
       ] as const) {
         const pods = podTemplates(objectsOf(r)).filter(
           ({ owner }) => (owner.metadata as Obj).namespace === DATA_NAMESPACE,

@@ -2,7 +2,7 @@ import { revealSecrets } from "./offline-runtime";
 
 /**
  * Validates rendered Kubernetes objects against the Kubernetes OpenAPI schemas (kubernetes-models)
- * and the Prometheus Operator CRD schemas. Unknown kinds are an error, never a silent pass.
+ * and the Prometheus Operator and cert-manager CRD schemas. Unknown kinds are an error, never a silent pass.
  */
 
 interface Validatable {
@@ -17,9 +17,11 @@ function modelFor(apiVersion: string, kind: string): ModelClass | undefined {
   const modulePath =
     group === "monitoring.coreos.com"
       ? `@kubernetes-models/prometheus-operator/monitoring.coreos.com/${version}/${kind}`
-      : group === ""
-        ? `kubernetes-models/${version}/${kind}`
-        : `kubernetes-models/${group}/${version}/${kind}`;
+      : group === "cert-manager.io"
+        ? `@kubernetes-models/cert-manager/cert-manager.io/${version}/${kind}`
+        : group === ""
+          ? `kubernetes-models/${version}/${kind}`
+          : `kubernetes-models/${group}/${version}/${kind}`;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const mod = require(modulePath) as Record<string, ModelClass | undefined>;
