@@ -80,6 +80,16 @@ export const STATEFUL_TYPES: ReadonlyMap<string, string> = new Map(
     // A pool replacement drains every node of the pool at once (the data pool runs etcd and MinIO).
     "azure-native:containerservice:AgentPool":
       "replacing a pool removes all of its nodes at once, and every etcd or MinIO pod on them",
+    // The customer-managed key: without it every disk and blob it encrypts is unreadable.
+    "azure-native:keyvault:Vault":
+      "the vault holds the customer-managed key; without it the disks and blobs it encrypts are unreadable",
+    "azure-native:keyvault:Key":
+      "the customer-managed key: a replacement is a different key, and the old one protects the data",
+    "azure-native:compute:DiskEncryptionSet":
+      "every customer-key disk of the cluster names this set; a replacement strands them",
+    // Audit history is evidence; a new workspace starts empty.
+    "azure-native:operationalinsights:Workspace":
+      "the workspace holds the audit history; a replacement starts empty",
     // Deleting the group deletes the cluster and the storage accounts in it.
     "azure-native:resources:ResourceGroup":
       "deleting the group deletes the cluster and the storage accounts in it",

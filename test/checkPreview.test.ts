@@ -258,6 +258,10 @@ describe("check-preview: which steps it refuses", () => {
       "azure-native:storage:BlobContainer",
       "azure-native:containerservice:ManagedCluster",
       "azure-native:containerservice:AgentPool",
+      "azure-native:keyvault:Vault",
+      "azure-native:keyvault:Key",
+      "azure-native:compute:DiskEncryptionSet",
+      "azure-native:operationalinsights:Workspace",
       "azure-native:resources:ResourceGroup",
     ];
     assert.deepEqual([...STATEFUL_TYPES.keys()], stateful);
