@@ -2,12 +2,14 @@
  * Command line of the backup/restore worker. The container's args are this command line, e.g.
  * `backup --collection documents` or `prune --retention-days 30 --keep-last 3`.
  */
+import { applyAccess } from "./access";
 import { AzureBlobStore, type BlobStore, type StorageSettings } from "./blobStore";
 import { backupCollection, type BackupSummary } from "./backup";
 import { BACKUP_ID_PATTERN, listCatalog, verifyBackup } from "./catalog";
 import { describeError, UsageError, WorkerError } from "./errors";
 import { Log } from "./log";
 import { Milvus, type MilvusSettings } from "./milvus";
+import { checkServerName, loadCaFile, parseMilvusAddress, settingText } from "./tls";
 import { prune } from "./prune";
 import { COLLECTION_NAME, restoreBackup } from "./restore";
 import { parseCron, scheduleLoop } from "./schedule";
@@ -16,6 +18,8 @@ const CONNECTION_HELP = `connection flags (each also read from the environment v
   --milvus-address <host:port>          [MILVUS_ADDRESS]
   --milvus-token <user:password>        [MILVUS_TOKEN]
   --milvus-tls                          [MILVUS_TLS=true]
+  --milvus-ca-file <path>               [MILVUS_CA_FILE]          PEM CA bundle that issued Milvus's certificate; implies TLS
+  --milvus-tls-server-name <name>       [MILVUS_TLS_SERVER_NAME]  name the certificate must carry (default: host of the address)
   --container <name>                    [BACKUP_CONTAINER]
   --storage-connection-string <cs>      [AZURE_STORAGE_CONNECTION_STRING]  Azurite / development
   --storage-account-url <url>           [AZURE_STORAGE_ACCOUNT_URL]        production: workload identity
@@ -79,11 +83,22 @@ const COMMANDS: Partial<Record<string, CommandSpec>> = {
     repeatable: ["--collection"],
     needsMilvus: true,
   },
+  "apply-access": {
+    usage:
+      "apply-access --declaration <file.json> --passwords-dir <dir> [--dry-run]\n" +
+      "  Makes Milvus's users, roles and grants exactly the declared ones (run as root; no storage flags needed);\n" +
+      "  --dry-run prints the plan only. Prints a JSON summary of the actions, never passwords.",
+    values: ["--declaration", "--passwords-dir"],
+    flags: ["--dry-run"],
+    needsMilvus: true,
+  },
 };
 
 const CONNECTION_VALUES = [
   "--milvus-address",
   "--milvus-token",
+  "--milvus-ca-file",
+  "--milvus-tls-server-name",
   "--container",
   "--storage-connection-string",
   "--storage-account-url",
@@ -163,7 +178,7 @@ function intFlag(p: ParsedArgs, name: string, min: number, fallback?: number): n
   return Number(raw);
 }
 
-function milvusSettings(p: ParsedArgs, env: NodeJS.ProcessEnv): MilvusSettings {
+function milvusSettings(p: ParsedArgs, env: NodeJS.ProcessEnv, log?: Log): MilvusSettings {
   const address = one(p, "--milvus-address") ?? env.MILVUS_ADDRESS;
   if (!address) {
     throw new UsageError(
@@ -175,10 +190,41 @@ function milvusSettings(p: ParsedArgs, env: NodeJS.ProcessEnv): MilvusSettings {
     throw new UsageError(`MILVUS_TLS=${JSON.stringify(env.MILVUS_TLS)} must be true or false`);
   }
   const token = one(p, "--milvus-token") ?? env.MILVUS_TOKEN;
+  // Empty values count as unset (a templated manifest may render MILVUS_CA_FILE=""); the plaintext
+  // warning still says so when that leaves TLS off.
+  const caFlag = one(p, "--milvus-ca-file");
+  const caFile = caFlag || env.MILVUS_CA_FILE || undefined;
+  const caName = caFlag ? "--milvus-ca-file" : "MILVUS_CA_FILE";
+  const nameFlag = one(p, "--milvus-tls-server-name");
+  const serverName = nameFlag || env.MILVUS_TLS_SERVER_NAME || undefined;
+  const https = parseMilvusAddress(address).https;
+  const tlsAsked = p.flags.has("--milvus-tls") || ["true", "1", "yes"].includes(tlsEnv);
+  const tlsRefused = ["false", "0", "no"].includes(tlsEnv) && !p.flags.has("--milvus-tls");
+  // A CA file or a server name only mean something with TLS: they turn it on, unless TLS is switched
+  // off explicitly, which contradicts them and is refused rather than silently resolved either way.
+  if (tlsRefused && (caFile !== undefined || serverName !== undefined || https)) {
+    const why =
+      caFile !== undefined
+        ? "MILVUS_CA_FILE"
+        : serverName !== undefined
+          ? "MILVUS_TLS_SERVER_NAME"
+          : "an https:// MILVUS_ADDRESS";
+    throw new UsageError(
+      `MILVUS_TLS=${JSON.stringify(env.MILVUS_TLS)} turns TLS off, but ${why} is set, which needs TLS. ` +
+        `Fix: set MILVUS_TLS=true (or unset it), or remove ${why}`,
+    );
+  }
+  if (serverName !== undefined)
+    checkServerName(serverName, nameFlag ? "--milvus-tls-server-name" : "MILVUS_TLS_SERVER_NAME");
   return {
     address,
     token: token || undefined,
-    tls: p.flags.has("--milvus-tls") || ["true", "1", "yes"].includes(tlsEnv),
+    tls: tlsAsked || caFile !== undefined || serverName !== undefined || https,
+    // Read and checked here, before any network, so a bad path is a usage error (exit code 2).
+    ca: caFile === undefined ? undefined : loadCaFile(caFile, caName),
+    caSetting: caFile === undefined ? undefined : settingText(caName, caFile),
+    serverName,
+    log,
   };
 }
 
@@ -283,9 +329,23 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       return 0;
     }
     const spec = COMMANDS[p.command];
+    if (p.command === "apply-access") {
+      // Needs Milvus (as root) but no blob storage, so it is dispatched before storage settings are required.
+      const summary = await applyAccess(
+        milvusSettings(p, io.env, log),
+        {
+          declarationFile: one(p, "--declaration"),
+          passwordsDir: one(p, "--passwords-dir"),
+          dryRun: p.flags.has("--dry-run"),
+        },
+        log,
+      );
+      io.stdout.write(JSON.stringify(summary) + "\n");
+      return 0;
+    }
     // Validate everything that needs no network before connecting anywhere.
     const storage = storageSettings(p, io.env);
-    const milvusCfg = spec?.needsMilvus ? milvusSettings(p, io.env) : undefined;
+    const milvusCfg = spec?.needsMilvus ? milvusSettings(p, io.env, log) : undefined;
     const makeStore = io.store ?? ((s: StorageSettings) => new AzureBlobStore(s));
     switch (p.command) {
       case "backup": {

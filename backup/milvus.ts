@@ -11,16 +11,29 @@ import { MilvusClient, promisify } from "@zilliz/milvus2-sdk-node";
 import { checkStatus, describeError, MilvusStatus, WorkerError } from "./errors";
 import type { CollectionDef, FieldDef, FunctionDef, IndexDef } from "./format";
 import type { PageBound } from "./keyCursor";
+import type { Log } from "./log";
+import { parseMilvusAddress, PLAINTEXT_HINT, plaintextWarning, tlsPreflight } from "./tls";
 
 export interface MilvusSettings {
   address: string;
   /** user:password or an API key; never logged. */
   token?: string;
   tls: boolean;
+  /** PEM CA bundle the server certificate must chain to (read from MILVUS_CA_FILE); unset: the system's CAs. */
+  ca?: Buffer;
+  /** For messages: `MILVUS_CA_FILE="/path"` (never the file's contents). */
+  caSetting?: string;
+  /** The name the server certificate must carry (MILVUS_TLS_SERVER_NAME); unset: the host of `address`. */
+  serverName?: string;
+  /** Where the "not encrypted" warning goes when `tls` is off (the CLI's logger). */
+  log?: Log;
 }
 
 /** Per-call deadline: a hung server fails the step instead of hanging the job. */
 const CALL_TIMEOUT_MS = 120_000;
+
+/** The TLS pre-flight answers in milliseconds; anything slower is a server that will not speak TLS. */
+const TLS_PREFLIGHT_TIMEOUT_MS = 5_000;
 
 export class Milvus {
   private dialect?: Promise<FilterDialect>;
@@ -30,14 +43,44 @@ export class Milvus {
     readonly address: string,
   ) {}
 
-  /** Connects and proves the server answers (fails fast with a clear message when it does not). */
+  /**
+   * Connects and proves the server answers (fails fast with a clear message when it does not). With TLS,
+   * a pre-flight handshake first checks certificate, CA and name and says which setting is wrong.
+   */
   static async connect(s: MilvusSettings, connectTimeoutMs = 15_000): Promise<Milvus> {
+    const endpoint = parseMilvusAddress(s.address);
+    // The SDK turns TLS on for an https:// address even when `ssl` is false (BaseClient.js, tlsMode).
+    const useTls = s.tls || endpoint.https;
+    const serverName = s.serverName ?? endpoint.host;
+    if (useTls) {
+      // Dials Milvus directly, as gRPC does unless grpc_proxy/https_proxy is set (grpc-js
+      // build/src/http_proxy.js); behind such a proxy this check would not see what gRPC sees.
+      await tlsPreflight(
+        {
+          host: endpoint.host,
+          port: endpoint.port,
+          serverName,
+          serverNameSet: s.serverName !== undefined,
+          ca: s.ca,
+          caSetting: s.caSetting,
+        },
+        Math.min(TLS_PREFLIGHT_TIMEOUT_MS, connectTimeoutMs),
+      );
+    }
     let client: MilvusClient;
     try {
       client = new MilvusClient({
         address: s.address,
         token: s.token,
-        ssl: s.tls,
+        ssl: useTls,
+        // SDK 3.0.6 ClientConfig.tls (node_modules/@zilliz/milvus2-sdk-node/dist/milvus/types/Client.d.ts):
+        // with `rootCert` the SDK builds grpc.credentials.createSsl(rootCert) (dist/milvus/grpc/BaseClient.js,
+        // TLS_MODE.ONE_WAY), i.e. tls.createSecureContext({ ca: rootCert }), which trusts only that CA
+        // (node docs, tls.createSecureContext `ca`: "override the trusted CA certificates"); without it,
+        // node's default CAs (@grpc/grpc-js build/src/channel-credentials.js, createSsl).
+        // `serverName` becomes grpc.ssl_target_name_override, i.e. the SNI and the name the certificate is
+        // checked against (@grpc/grpc-js build/src/channel-credentials.js, getConnectionOptions).
+        tls: useTls ? { rootCert: s.ca, serverName } : undefined,
         timeout: CALL_TIMEOUT_MS,
         logLevel: "error",
         maxRetries: 2,
@@ -56,9 +99,13 @@ export class Milvus {
       await m.close();
       throw new WorkerError(
         `cannot reach Milvus at ${s.address}: ${describeError(e)}. ` +
-          "Check --milvus-address/MILVUS_ADDRESS, --milvus-token/MILVUS_TOKEN and that the server is running.",
+          "Check --milvus-address/MILVUS_ADDRESS, --milvus-token/MILVUS_TOKEN and that the server is running." +
+          (useTls ? "" : ` ${PLAINTEXT_HINT}`),
       );
     }
+    // Said once per connection, i.e. once per command run (and per scheduled run): plaintext is allowed
+    // (Milvus Lite, a cluster without TLS) but never silent.
+    if (!useTls) s.log?.warn("milvus.plaintext", { address: s.address }, plaintextWarning(s.address));
     return m;
   }
 

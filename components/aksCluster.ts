@@ -51,7 +51,7 @@ export interface AksClusterArgs {
    * subscription must have registered Microsoft.Compute/EncryptionAtHost (README "Security").
    * @default none: `security.encryption.atHost` (true)
    */
-  encryptionAtHost: boolean;
+  encryptionAtHost: pulumi.Input<boolean>;
   /**
    * Disk encryption set for the nodes' OS disks (customer-managed key). Fixed at cluster creation
    * (AKS "Bring your own keys (BYOK) with Azure managed disks"). @default none: platform-managed keys

@@ -132,7 +132,8 @@ export class CertManagerComponent extends pulumi.ComponentResource {
       const cert = new tls.SelfSignedCert(
         `${name}-ca-cert`,
         {
-          privateKeyPem: key.privateKeyPem,
+          // The provider keeps it secret; said here too, so no code path can show it.
+          privateKeyPem: pulumi.secret(key.privateKeyPem),
           isCaCertificate: true,
           subject: { commonName: `milvus-aks ${args.stack} CA`, organization: PART_OF },
           validityPeriodHours: CA_VALIDITY_HOURS,

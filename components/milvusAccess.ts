@@ -263,7 +263,7 @@ export class MilvusAccessComponent extends pulumi.ComponentResource {
                 { name: "declaration", configMap: { name: configMap.metadata.name } },
                 {
                   name: "passwords",
-                  secret: { secretName: passwordSecret.metadata.name, defaultMode: 0o400 },
+                  secret: { secretName: passwordSecret.metadata.name, defaultMode: 0o440 },
                 },
                 ...(caConfigMap ? [{ name: "ca", configMap: { name: caConfigMap.metadata.name } }] : []),
                 { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },

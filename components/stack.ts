@@ -21,6 +21,7 @@ import { AuditWorkspaceComponent } from "./auditWorkspace";
 import { AuditDiagnosticsComponent } from "./auditDiagnostics";
 import { CertManagerComponent } from "./certManager";
 import { EncryptionKeysComponent } from "./encryptionKeys";
+import { encryptionAtHostReady } from "./subscriptionFeatures";
 import { MilvusAccessComponent, milvusAccessDefaults } from "./milvusAccess";
 import { AccountEncryption } from "./storageAccount";
 import { BACKUP_MILVUS_USER } from "./config";
@@ -211,7 +212,8 @@ function deployCluster(
     serviceCidr: cfg.network.serviceCidr,
     dnsServiceIp: cfg.network.dnsServiceIp,
     adminGroupObjectIds: cfg.adminGroupObjectIds,
-    encryptionAtHost: security.encryption.atHost,
+    // Fails the preview, with the commands to run, while the subscription lacks the feature.
+    encryptionAtHost: encryptionAtHostReady(security.encryption.atHost),
     diskEncryptionSetId: keys?.diskEncryptionSetId,
     encryptionDependsOn: keys?.ready,
     containerInsightsWorkspaceId: security.audit.containerInsights ? audit?.workspaceId : undefined,

@@ -7,6 +7,7 @@ import { milvusStandaloneSingleReplica } from "./milvus";
 import { noPublicLoadBalancer } from "./network";
 import { pdbAllowsDisruption } from "./pdb";
 import { noPlaintextSecrets } from "./secrets";
+import { auditDiagnostics, encryptionAtHost, milvusTls, noRootCredentials } from "./security";
 import { storageAccountHardening } from "./storage";
 import { containerHygiene } from "./workloads";
 
@@ -82,6 +83,34 @@ export function policyDefinitions(secretsObservable: boolean): PolicyDef[] {
       description:
         "Standalone Milvus runs exactly one replica, has no HorizontalPodAutoscaler and never rolls with a surge.",
       check: milvusStandaloneSingleReplica,
+    },
+    {
+      scope: "stack",
+      name: "milvus-tls",
+      description:
+        "Where Milvus runs: a cert-manager Certificate issues Secret milvus-tls, the client-facing pods (proxy or standalone) mount it, and user.yaml sets common.security.tlsMode 1 or 2 (checked when readable).",
+      check: milvusTls,
+    },
+    {
+      scope: "stack",
+      name: "audit-diagnostics",
+      description:
+        "Every AKS cluster has a diagnostic setting with kube-audit-admin and guard enabled, and there are at least as many blob-service diagnostic settings (StorageRead, StorageWrite, StorageDelete) as storage accounts.",
+      check: auditDiagnostics,
+    },
+    {
+      scope: "resource",
+      name: "encryption-at-host",
+      description:
+        "Every node pool (inline and AgentPool) has enableEncryptionAtHost: true, and every storage account encryption.requireInfrastructureEncryption: true.",
+      check: encryptionAtHost,
+    },
+    {
+      scope: "stack",
+      name: "no-root-credentials",
+      description:
+        "Only the access Job (a Job labelled app.kubernetes.io/name=milvus-backup, component=access) references Secret milvus-root-credentials; no other Secret and no env var holds a Milvus root token (root:...).",
+      check: noRootCredentials,
     },
   ];
 }

@@ -60,7 +60,30 @@ export interface SecretsContext {
   secretsObservable?: boolean;
 }
 
+/**
+ * Inputs of the TLS provider that are private keys by design (pulumi-tls: `private_key_pem` and
+ * `ca_private_key_pem` are sensitive inputs of tls_self_signed_cert, tls_locally_signed_cert and
+ * tls_cert_request, which the provider stores as secrets): where the key must go to sign.
+ */
+const TLS_KEY_INPUTS: Readonly<Partial<Record<string, readonly string[]>>> = {
+  "tls:index/selfSignedCert:SelfSignedCert": ["privateKeyPem"],
+  "tls:index/locallySignedCert:LocallySignedCert": ["caPrivateKeyPem"],
+  "tls:index/certRequest:CertRequest": ["privateKeyPem"],
+};
+
 export function noPlaintextSecrets(type: string, props: Props, ctx: SecretsContext = {}): string[] {
+  const tlsKeys = TLS_KEY_INPUTS[type];
+  if (tlsKeys !== undefined) {
+    // The key belongs here; it must still be a Pulumi secret (observable under the offline render).
+    return ctx.secretsObservable === false
+      ? []
+      : tlsKeys
+          .filter((k) => props[k] !== undefined && !isSealed(props[k]))
+          .map(
+            (k) =>
+              `${type.split(":").pop() ?? type}: ${k} is not a Pulumi secret; wrap it in pulumi.secret().`,
+          );
+  }
   const kind = k8sKind(type);
   const subject = kind
     ? k8sSubject(type, props)

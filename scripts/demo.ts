@@ -3,10 +3,18 @@
  * on free loopback ports, seeds a demo collection, backs it up with the worker, verifies the backup,
  * restores it under a new name, compares both collections and prints a summary. Everything it starts
  * is stopped and removed at the end, also on failure.
+ *
+ * The worker connects to Milvus over TLS, as in production: Milvus Lite speaks only plaintext, so a
+ * TLS terminator with a certificate from a throwaway CA sits in front of it, and the worker checks the
+ * server against that CA (MILVUS_CA_FILE). The demo's own client seeds and compares directly.
  */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { DataType, MilvusClient } from "@zilliz/milvus2-sdk-node";
 import { main } from "../backup/cli";
 import { startAzurite, startMilvusLite } from "../tools/local-servers";
+import { createTestCa, startTlsTerminator, type TlsTerminator } from "../tools/tlsTerminator";
 
 const ROWS = 20_000;
 const DIM = 64;
@@ -78,12 +86,23 @@ async function run() {
   process.stderr.write("starting Milvus Lite and Azurite...\n");
   const [milvus, azurite] = await Promise.all([startMilvusLite(), startAzurite()]);
   const client = new MilvusClient({ address: milvus.address, logLevel: "error" });
+  // Holds only the CA certificate; the keys stay in this process's memory.
+  const tlsDir = fs.mkdtempSync(path.join(os.tmpdir(), "demo-tls-"));
+  let front: TlsTerminator | undefined;
   try {
+    const ca = createTestCa("milvus-aks demo CA");
+    front = await startTlsTerminator({ ...ca.issue(["localhost", "127.0.0.1"]), upstream: milvus.address });
     const env = {
-      MILVUS_ADDRESS: milvus.address,
+      // By name, not 127.0.0.1: gRPC sends the host as SNI, which must not be an IP (node warns, DEP0123).
+      MILVUS_ADDRESS: `localhost:${front.port}`,
+      MILVUS_CA_FILE: ca.writeCert(tlsDir),
       BACKUP_CONTAINER: "milvus-backups",
       AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString,
     };
+    process.stderr.write(
+      `the worker connects over TLS: ${env.MILVUS_ADDRESS} is a TLS terminator in front of Milvus Lite, ` +
+        `its certificate checked against a throwaway CA (MILVUS_CA_FILE=${env.MILVUS_CA_FILE})\n`,
+    );
     process.stderr.write(`seeding ${ROWS} rows into ${SOURCE}...\n`);
     await seed(client);
 
@@ -121,6 +140,10 @@ async function run() {
       ],
       ["row counts", `${SOURCE} ${counts[0]?.data ?? "?"}, ${TARGET} ${counts[1]?.data ?? "?"}`],
       ["top-5 search", before.join(",") === after.join(",") ? "identical in both collections" : "DIFFERENT"],
+      [
+        "worker to Milvus",
+        `TLS, ${front.connections} connections through the terminator, server certificate checked against MILVUS_CA_FILE`,
+      ],
     ];
     const width = Math.max(...rows.map(([k]) => k.length));
     process.stdout.write(
@@ -131,7 +154,8 @@ async function run() {
     }
   } finally {
     await client.closeConnection().catch(() => undefined);
-    await Promise.all([milvus.stop(), azurite.stop()]);
+    await Promise.all([front?.stop(), milvus.stop(), azurite.stop()]);
+    fs.rmSync(tlsDir, { recursive: true, force: true });
   }
 }
 

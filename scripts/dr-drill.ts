@@ -1,7 +1,10 @@
 import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { DataType, MilvusClient } from "@zilliz/milvus2-sdk-node";
 import { AzuriteServer, MilvusLiteServer, startAzurite, startMilvusLite } from "../tools/local-servers";
+import { createTestCa, startTlsTerminator, type TlsTerminator } from "../tools/tlsTerminator";
 
 /**
  * `npm run dr:drill -- [--rows 20000] [--dim 128] [--after-backup-seconds 2] [--json]`
@@ -11,6 +14,10 @@ import { AzuriteServer, MilvusLiteServer, startAzurite, startMilvusLite } from "
  * with SIGKILL, then a fresh "DR" Milvus Lite restored from the newest complete backup by the worker's
  * `restore` (the command the dr stack's restore Job runs). Prints the measured RPO (rows and seconds
  * acknowledged after the backup's snapshot, i.e. lost) and RTO (failover start to a verified restore).
+ *
+ * The worker reaches both Milvus servers over TLS, as in production: each Milvus Lite (plaintext only)
+ * sits behind a TLS terminator whose certificate comes from a throwaway CA, and the worker gets that CA
+ * as MILVUS_CA_FILE. The drill's own writer (the "application") talks to the primary directly.
  */
 
 export interface DrillOptions {
@@ -87,8 +94,10 @@ function worker(args: string[], env: Record<string, string>): Promise<unknown> {
 const seconds = (ms: number) => Math.round(ms / 10) / 100;
 
 export async function runDrill(o: DrillOptions): Promise<DrillReport> {
-  const servers: (AzuriteServer | MilvusLiteServer)[] = [];
+  const servers: (AzuriteServer | MilvusLiteServer | TlsTerminator)[] = [];
   const phases: Record<string, number> = {};
+  // Holds only the CA certificate (MILVUS_CA_FILE); keys stay in this process's memory.
+  const tlsDir = fs.mkdtempSync(path.join(os.tmpdir(), "dr-drill-tls-"));
   try {
     const [azurite, primary] = await Promise.all([startAzurite(), startMilvusLite()]);
     servers.push(azurite, primary);
@@ -96,6 +105,22 @@ export async function runDrill(o: DrillOptions): Promise<DrillReport> {
       AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString,
       BACKUP_CONTAINER: "drill-backups",
     };
+    // Certificates are issued before the failover, as cert-manager has them ready in production.
+    const ca = createTestCa("dr-drill CA");
+    const caFile = ca.writeCert(tlsDir);
+    const primaryCert = ca.issue(["localhost", "127.0.0.1"]);
+    const drCert = ca.issue(["localhost", "127.0.0.1"]);
+    const primaryTls = await startTlsTerminator({ ...primaryCert, upstream: primary.address });
+    servers.push(primaryTls);
+    // By name, not 127.0.0.1: gRPC sends the host as SNI, which must not be an IP (node warns, DEP0123).
+    const workerTls = (t: TlsTerminator) => ({
+      MILVUS_ADDRESS: `localhost:${t.port}`,
+      MILVUS_CA_FILE: caFile,
+    });
+    o.log(
+      "drill: the worker connects to each Milvus over TLS (a TLS terminator in front of Milvus Lite, " +
+        "server certificate checked against a throwaway CA in MILVUS_CA_FILE)",
+    );
 
     const client = new MilvusClient({ address: primary.address });
     check(
@@ -172,10 +197,11 @@ export async function runDrill(o: DrillOptions): Promise<DrillReport> {
     const backupStart = Date.now();
     const backup = (await worker(["backup", "--collection", COLLECTION], {
       ...storageEnv,
-      MILVUS_ADDRESS: primary.address,
+      ...workerTls(primaryTls),
     })) as { backups: { backupId: string; rows: number | string }[] };
     const taken = backup.backups.at(0);
     if (!taken) throw new Error("the backup printed no backup");
+    if (primaryTls.connections === 0) throw new Error("the backup did not go through the TLS terminator");
     phases.backupSeconds = seconds(Date.now() - backupStart);
     state.paused = false;
     o.log(
@@ -196,6 +222,8 @@ export async function runDrill(o: DrillOptions): Promise<DrillReport> {
     const failoverStart = Date.now();
     const dr = await startMilvusLite();
     servers.push(dr);
+    const drTls = await startTlsTerminator({ ...drCert, upstream: dr.address });
+    servers.push(drTls);
     phases.startDrMilvusSeconds = seconds(Date.now() - failoverStart);
     const listStart = Date.now();
     const listed = (await worker(["list", "--collection", COLLECTION], storageEnv)) as {
@@ -205,8 +233,9 @@ export async function runDrill(o: DrillOptions): Promise<DrillReport> {
     if (!newest) throw new Error("no complete backup is listed");
     phases.listSeconds = seconds(Date.now() - listStart);
     const restoreStart = Date.now();
-    await worker(["restore", "--backup", newest.backupId], { ...storageEnv, MILVUS_ADDRESS: dr.address });
+    await worker(["restore", "--backup", newest.backupId], { ...storageEnv, ...workerTls(drTls) });
     phases.restoreSeconds = seconds(Date.now() - restoreStart);
+    if (drTls.connections === 0) throw new Error("the restore did not go through the TLS terminator");
     const drClient = new MilvusClient({ address: dr.address });
     const counted = await drClient.query({
       collection_name: COLLECTION,
@@ -249,6 +278,7 @@ export async function runDrill(o: DrillOptions): Promise<DrillReport> {
     return report;
   } finally {
     await Promise.all(servers.map((s) => s.stop().catch(() => undefined)));
+    fs.rmSync(tlsDir, { recursive: true, force: true });
   }
 }
 

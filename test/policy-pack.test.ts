@@ -140,6 +140,10 @@ describe("policy pack loaded like the Pulumi CLI loads it", function () {
         "storage-account-hardening",
         "no-plaintext-secrets",
         "milvus-standalone-single-replica",
+        "milvus-tls",
+        "audit-diagnostics",
+        "encryption-at-host",
+        "no-root-credentials",
       ],
     );
     assert.deepEqual(await levels(prod!), [analyzerPb.EnforcementLevel.MANDATORY]);
@@ -255,6 +259,16 @@ describe("policy pack loaded like the Pulumi CLI loads it", function () {
           described(
             "aks-zone-redundancy",
             "user node pools cover zones [1], missing 2, 3; add a zonal pool per missing zone.",
+          ),
+        ],
+        // The cluster comes without its audit DiagnosticSetting.
+        [
+          "audit-diagnostics",
+          analyzerPb.EnforcementLevel.ADVISORY,
+          "urn:pulumi:dev::milvus-aks::azure-native:containerservice:ManagedCluster::aks",
+          described(
+            "audit-diagnostics",
+            "ManagedCluster (generated name): no DiagnosticSetting enables kube-audit-admin and guard, so its Kubernetes audit log and Entra ID authorization decisions are not kept; set security.audit.enabled: true in the stack's milvus-aks:security config.",
           ),
         ],
       ],

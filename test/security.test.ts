@@ -422,6 +422,32 @@ describe("security in the prod render", function () {
     assert.equal((one(off, "containerservice:ManagedCluster").inputs as Obj).addonProfiles, undefined);
   });
 
+  it("stops the preview while the subscription lacks Microsoft.Compute/EncryptionAtHost, naming the commands", async () => {
+    await assert.rejects(
+      renderStack("prod", { featureStates: { "Microsoft.Compute/EncryptionAtHost": "Pending" } }),
+      (err: unknown) => {
+        const text = String(err);
+        assert.match(
+          text,
+          /security\.encryption\.atHost is true, but the subscription's Microsoft\.Compute\/EncryptionAtHost feature is Pending/,
+        );
+        assert.match(text, /az feature register --namespace Microsoft\.Compute --name EncryptionAtHost/);
+        assert.match(text, /or set security\.encryption\.atHost to false/);
+        return true;
+      },
+    );
+    // Switched off, the subscription is not asked, and nothing fails.
+    const offline = await renderStack("prod", {
+      featureStates: { "Microsoft.Compute/EncryptionAtHost": "NotRegistered" },
+      overrides: { "milvus-aks:security": { encryption: { atHost: false } } },
+    });
+    assert.equal(
+      (one(offline, "containerservice:ManagedCluster").inputs as Obj).agentPoolProfiles[0]
+        .enableEncryptionAtHost,
+      false,
+    );
+  });
+
   it("encryption at host on every pool and infrastructure encryption on the backup account", () => {
     const cluster = one(prod, "containerservice:ManagedCluster").inputs as Obj;
     assert.deepEqual(

@@ -484,7 +484,7 @@ describe("backup worker against Milvus Lite and Azurite", function () {
       const cases: [string[], string][] = [
         [
           ["frobnicate"],
-          'error: unknown command "frobnicate"; expected one of backup, restore, list, verify, prune, schedule (see --help)',
+          'error: unknown command "frobnicate"; expected one of backup, restore, list, verify, prune, schedule, apply-access (see --help)',
         ],
         [["backup"], "error: backup: --collection <name> is required (repeat it for several collections)"],
         [["backup", "--collection"], "error: backup: --collection needs a value (see `backup --help`)"],

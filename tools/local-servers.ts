@@ -10,6 +10,8 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { spawnSync } from "node:child_process";
+import { MilvusClient } from "@zilliz/milvus2-sdk-node";
 
 /** Azurite's well-known development account (public, documented by Microsoft; not a secret). */
 export const AZURITE_ACCOUNT = "devstoreaccount1";
@@ -277,4 +279,184 @@ export function peakRssBytes(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A real Milvus standalone server (not Milvus Lite): the `milvus` package on PyPI bundles the Milvus
+ * 2.3.5 binaries with an embedded etcd and a launcher, `milvus-server`. Milvus Lite answers every user,
+ * role and grant call with gRPC UNIMPLEMENTED and checks no credentials, so whatever must be tested
+ * against real users and roles runs on this server instead, with authorization on (root:Milvus).
+ */
+export const MILVUS_STANDALONE_VERSION = "2.3.5";
+export const MILVUS_STANDALONE_ROOT_TOKEN = "root:Milvus";
+
+export interface MilvusStandaloneServer extends LocalServer {
+  /** Token of the built-in root user (Milvus's default password; the server is private to the test). */
+  readonly rootToken: string;
+  readonly version: string;
+}
+
+/**
+ * Path of `milvus-server`, installed on first use into a virtual environment under the repository's
+ * .tmp/ (git-ignored) with `python3 -m venv` and pip from PyPI (about 10 s). A half-finished install is
+ * redone: the environment only counts once its marker file is written. Throws, with pip's output, when
+ * Python or the network is missing: a test that needs this server must fail, not skip.
+ */
+export function ensureMilvusStandalone(): string {
+  const venv = path.resolve(__dirname, "..", ".tmp", `milvus-${MILVUS_STANDALONE_VERSION}`);
+  const bin = path.join(venv, "bin", "milvus-server");
+  const marker = path.join(venv, ".installed");
+  if (fs.existsSync(marker) && fs.existsSync(bin)) return bin;
+  fs.rmSync(venv, { recursive: true, force: true });
+  fs.mkdirSync(path.dirname(venv), { recursive: true });
+  const steps: [string, string[]][] = [
+    ["python3", ["-m", "venv", venv]],
+    [
+      path.join(venv, "bin", "pip"),
+      ["install", "--disable-pip-version-check", "--no-input", "-q", `milvus==${MILVUS_STANDALONE_VERSION}`],
+    ],
+  ];
+  for (const [cmd, args] of steps) {
+    const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 600_000 });
+    if (r.error !== undefined || r.status !== 0) {
+      const output = `${r.stdout}${r.stderr}`.trim().split("\n").slice(-15).join("\n");
+      throw new Error(
+        `could not install Milvus ${MILVUS_STANDALONE_VERSION} (PyPI package "milvus") into ${venv}: ` +
+          `\`${cmd} ${args.join(" ")}\` ${r.error ? `failed: ${r.error.message}` : `exited with ${r.status}`}. ` +
+          `It needs python3 with the venv module and access to PyPI.\n${output}`,
+      );
+    }
+  }
+  fs.writeFileSync(marker, new Date().toISOString() + "\n");
+  return bin;
+}
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function killGroup(pgid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(-pgid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+/**
+ * Starts Milvus standalone 2.3.5 with authorization on, on a free loopback port with a fresh data
+ * directory, and returns once root can list users (the proxy answers before its RBAC is ready).
+ *
+ * The launcher (a Python process) starts `milvus run standalone` as its child, so both run in a process
+ * group of their own and are stopped together: SIGINT (the launcher then stops Milvus), SIGKILL to the
+ * group after a grace period, also when the test process exits or is interrupted. The embedded etcd
+ * listens on the fixed peer port 2380, so one such server runs at a time on a machine; that is checked
+ * first. The launcher finds free ports for everything else itself.
+ */
+export async function startMilvusStandalone(opts: StartOptions = {}): Promise<MilvusStandaloneServer> {
+  const bin = ensureMilvusStandalone();
+  if (await canConnect(2380)) {
+    throw new Error(
+      "port 2380 is in use: the embedded etcd of Milvus standalone needs it, so only one such server can run " +
+        "on this machine at a time (another test run, or a leftover `milvus run standalone` process?)",
+    );
+  }
+  const dataDir = makeDataDir("milvus-standalone-", opts.baseDir);
+  const port = await freePort();
+  const log = path.join(dataDir, "milvus-standalone.log");
+  const out = opts.logToParent ? "inherit" : fs.openSync(log, "a");
+  const child = spawn(
+    bin,
+    ["--data", dataDir, "--proxy-port", String(port), "--authorization-enabled", "true"],
+    { stdio: ["ignore", out, out], detached: true },
+  );
+  if (typeof out === "number") fs.closeSync(out);
+  const pgid = child.pid ?? -1;
+  const exited = new Promise<void>((resolve) => {
+    child.once("exit", () => {
+      resolve();
+    });
+  });
+  const onExit = () => {
+    killGroup(pgid, "SIGKILL");
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  };
+  // An interrupted run must not leave Milvus behind: kill the group, then let the signal do what it
+  // would have done (unless another handler, such as the one of the servers above, re-raises it).
+  const onSignal = (sig: NodeJS.Signals) => {
+    onExit();
+    if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+  };
+  process.on("exit", onExit);
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    killGroup(pgid, "SIGINT");
+    const deadline = Date.now() + 15_000;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 15_000)))]);
+    clearTimeout(timer);
+    while (groupAlive(pgid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    killGroup(pgid, "SIGKILL");
+    while (groupAlive(pgid) && Date.now() < deadline + 5_000) await new Promise((r) => setTimeout(r, 100));
+    process.removeListener("exit", onExit);
+    process.removeListener("SIGINT", onSignal);
+    process.removeListener("SIGTERM", onSignal);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  };
+  const timeoutMs = opts.startTimeoutMs ?? 90_000;
+  const deadline = Date.now() + timeoutMs;
+  try {
+    await waitForPort(child, "milvus-standalone", port, timeoutMs, log);
+    const client = new MilvusClient({
+      address: `127.0.0.1:${port}`,
+      token: MILVUS_STANDALONE_ROOT_TOKEN,
+      logLevel: "error",
+      timeout: 5_000,
+      maxRetries: 0,
+    });
+    client.connectPromise.catch(() => undefined);
+    try {
+      for (;;) {
+        if (child.exitCode !== null || child.signalCode !== null) {
+          throw new Error(`milvus-standalone exited during startup; see ${log} and ${dataDir}/logs`);
+        }
+        const ok = await client.listUsers().then(
+          (r) => (r.status as { code?: number } | undefined)?.code === 0,
+          () => false,
+        );
+        if (ok) break;
+        if (Date.now() > deadline) {
+          throw new Error(`milvus-standalone did not answer as root within ${timeoutMs} ms; see ${log}`);
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    } finally {
+      await client.closeConnection().catch(() => undefined);
+    }
+  } catch (e) {
+    // The data directory goes with the server: keep the end of its logs in the error.
+    const tails = [log, path.join(dataDir, "logs", "milvus-stderr.log")]
+      .filter((f) => fs.existsSync(f))
+      .map((f) => `--- ${path.basename(f)}\n${fs.readFileSync(f, "utf8").split("\n").slice(-20).join("\n")}`);
+    await stop();
+    throw new Error(`${e instanceof Error ? e.message : String(e)}\n${tails.join("\n")}`);
+  }
+  return {
+    address: `127.0.0.1:${port}`,
+    port,
+    pid: pgid,
+    dataDir,
+    rootToken: MILVUS_STANDALONE_ROOT_TOKEN,
+    version: MILVUS_STANDALONE_VERSION,
+    stop,
+  };
 }

@@ -284,10 +284,21 @@ function notFound(url: string): Error {
 function mockCall(
   token: string,
   inputs: Record<string, unknown>,
-  live: Pick<RenderOptions, "livePools" | "liveSubnets">,
+  live: Pick<RenderOptions, "livePools" | "liveSubnets" | "featureStates">,
 ): Record<string, unknown> {
   const livePools = live.livePools ?? {};
   switch (token) {
+    case "azure-native:features:getSubscriptionFeatureRegistration": {
+      // ARM's shape (Microsoft.Features 2021-07-01): the state sits under properties.
+      const key = `${String(inputs.providerNamespace)}/${String(inputs.featureName)}`;
+      const state = live.featureStates?.[key] ?? "Registered";
+      return {
+        id: `/subscriptions/${FAKE_SUBSCRIPTION}/providers/Microsoft.Features/featureProviders/${String(inputs.providerNamespace)}/subscriptionFeatureRegistrations/${String(inputs.featureName)}`,
+        name: inputs.featureName,
+        type: "Microsoft.Features/featureProviders/subscriptionFeatureRegistrations",
+        properties: { featureName: inputs.featureName, providerNamespace: inputs.providerNamespace, state },
+      };
+    }
     case "azure-native:authorization:getClientConfig":
       return {
         clientId: "client",
@@ -351,6 +362,11 @@ export interface RenderOptions {
   liveSubnets?: Partial<Record<string, { serviceEndpoints: readonly string[] }>>;
   /** The date version lifecycles are judged at. @default `MILVUS_AKS_TODAY`, else now */
   today?: Date;
+  /**
+   * Subscription feature states by `Namespace/Feature` (e.g. `Microsoft.Compute/EncryptionAtHost`);
+   * unlisted features are Registered. @default {}
+   */
+  featureStates?: Partial<Record<string, string>>;
 }
 
 const readOptions: RegisteredOptions = {
@@ -452,15 +468,36 @@ async function renderNow(stack: string, options: RenderOptions): Promise<RenderR
   pulumi.runtime.setAllConfig(config);
   const warnings: string[] = [];
   const cfg = loadStackConfig({ today: options.today, warn: (m) => warnings.push(m) });
-  const outputs = createStack(cfg, { warn: (m) => warnings.push(m) });
-  const resolved = await new Promise<Record<string, unknown>>((resolve) => {
-    pulumi.output(outputs).apply((o) => {
-      resolve(o as Record<string, unknown>);
-      return o;
-    });
+  let stackOutputs: Record<string, unknown> = {};
+  // A program error raised inside an apply (e.g. a prerequisite the subscription lacks) fails the
+  // registration that needed the value; Pulumi's runtime reports it as an unhandled rejection, and
+  // `pulumi preview` as a failed preview. The render fails with it too, instead of waiting forever.
+  let stopListening: () => void = () => undefined;
+  const failed = new Promise<never>((_, reject) => {
+    const onRejection = (reason: unknown) => {
+      reject(reason instanceof Error ? reason : new Error(String(reason)));
+    };
+    process.on("unhandledRejection", onRejection);
+    stopListening = () => void process.off("unhandledRejection", onRejection);
   });
+  let resolved: Record<string, unknown>;
+  try {
+    const outputs = createStack(cfg, { warn: (m) => warnings.push(m) });
+    resolved = await Promise.race([
+      failed,
+      new Promise<Record<string, unknown>>((resolve) => {
+        pulumi.output(outputs).apply((o) => {
+          resolve(o as Record<string, unknown>);
+          return o;
+        });
+      }),
+    ]);
+    stackOutputs = outputs as Record<string, unknown>;
+  } finally {
+    stopListening();
+  }
   // Secret stack outputs stay wrapped like secret inputs, so renders redact them and tests can tell.
-  for (const [key, value] of Object.entries(outputs as Record<string, unknown>)) {
+  for (const [key, value] of Object.entries(stackOutputs)) {
     if (pulumi.Output.isInstance(value) && (await pulumi.isSecret(value))) {
       resolved[key] = { [SECRET_SIG_KEY]: SECRET_SIG, value: resolved[key] };
     }
