@@ -26,6 +26,7 @@ import {
   ROOT,
 } from "../tools/offline-runtime";
 import { configErrors, validProd } from "./support/config";
+import { parseRestoreArgs, RestoreRequest, restoreJobFromCronJob } from "../tools/restore-job";
 
 type Obj = any;
 
@@ -490,6 +491,28 @@ describe("security in the prod render", function () {
       String((r.inputs as Obj).roleDefinitionId),
     );
     assert.equal(roles.filter((r) => r.endsWith("e147488a-f6f5-4113-8e2d-b22465e65bf6")).length, 2);
+  });
+
+  it("the restore Job, built from the rendered CronJob, verifies Milvus against the CA like the backup", () => {
+    const cron = k8s(prod, "CronJob", "milvus-backup");
+    const req = parseRestoreArgs(["--stack", "prod", "--backup", "b1"]) as RestoreRequest;
+    const job = restoreJobFromCronJob(cron, req, new Date("2026-11-27T10:00:00Z")) as Obj;
+    const spec = job.spec.template.spec;
+    const env = Object.fromEntries(
+      (spec.containers[0].env as Obj[]).map((e) => [e.name, e.value ?? e.valueFrom]),
+    );
+    assert.equal(env.MILVUS_CA_FILE, "/etc/milvus-ca/ca.crt");
+    assert.deepEqual(env.MILVUS_TOKEN, {
+      secretKeyRef: { name: "milvus-backup-credentials", key: "MILVUS_TOKEN" },
+    });
+    assert.deepEqual(
+      (spec.containers[0].volumeMounts as Obj[]).find((m) => m.name === "milvus-ca"),
+      { name: "milvus-ca", mountPath: "/etc/milvus-ca", readOnly: true },
+    );
+    assert.deepEqual(
+      (spec.volumes as Obj[]).find((v) => v.name === "milvus-ca"),
+      { name: "milvus-ca", configMap: { name: "milvus-ca" } },
+    );
   });
 
   it("access: a Job applies the declaration as root; applications and the worker use their own users", () => {
