@@ -214,12 +214,18 @@ describe("the worker under faults that used to lose, tear or misreport data", fu
   it("writes no manifest when a chunk disappears during the backup", async function () {
     const milvus = await Milvus.connect({ address: s.env.MILVUS_ADDRESS ?? "", tls: false });
     let deleted = "";
-    // What a prune with a clock far ahead did: delete a running backup's first chunk.
+    // What a prune with a clock far ahead did: delete a running backup's first chunk. Chunks upload
+    // concurrently, so chunk 1 may finish after chunk 2: the deletion waits until both are stored
+    // (deleting before chunk 1 exists would let its upload re-create it, and the backup would pass).
+    const stored = new Set<string>();
     const sabotaged: BlobStore = Object.assign(Object.create(store) as BlobStore, {
       put: async (name: string, data: Buffer) => {
         await store.put(name, data);
-        if (name.endsWith("000002.chunk") && !deleted) {
-          deleted = name.replace("000002.chunk", "000001.chunk");
+        stored.add(name);
+        const first = [...stored].find((n) => n.endsWith("000001.chunk"));
+        const second = [...stored].some((n) => n.endsWith("000002.chunk"));
+        if (first !== undefined && second && !deleted) {
+          deleted = first;
           await store.delete(deleted);
         }
       },
