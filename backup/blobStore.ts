@@ -437,8 +437,7 @@ export class AzureBlobStore implements BlobStore {
       const seconds = Math.round((Date.now() - started) / 100) / 10;
       throw new StorageUnavailableError(what, this.location, tries, seconds, causeOf(e));
     }
-    const status =
-      e instanceof RestError ? ` (HTTP ${e.statusCode ?? "?"}${e.code ? `, ${e.code}` : ""})` : "";
+    const status = restErrorStatus(e);
     throw new WorkerError(`${what} in ${this.location} failed${status}: ${describeError(e)}`);
   }
 
@@ -614,7 +613,7 @@ class BlobLease implements Lease {
       // 409: the lease expired and another holder took it (or it was broken); 404: the blob is gone.
       if (isStatus(e, 404, 409, 412)) {
         throw new WorkerError(
-          `lost the lease on ${this.name} in ${this.location} (HTTP ${e.statusCode ?? "?"}${e.code ? `, ${e.code}` : ""}): ` +
+          `lost the lease on ${this.name} in ${this.location} (HTTP ${String(e.statusCode)}${e.code ? `, ${e.code}` : ""}): ` +
             "it expired and another holder may have taken it",
         );
       }
@@ -644,4 +643,17 @@ export function isImmutabilityError(e: { statusCode?: number; code?: string; mes
     (e.statusCode === 409 || e.statusCode === 403) &&
     /immutab|legalhold|legal hold|retention policy/i.test(`${e.code ?? ""} ${e.message ?? ""}`)
   );
+}
+
+/**
+ * ` (HTTP 403, AuthorizationFailure)` for a storage error; a RestError without a status never reached
+ * the service (a connection or parse error), so only its code is named, never "HTTP ?".
+ */
+export function restErrorStatus(e: unknown): string {
+  // By name, as @azure/core-rest-pipeline's isRestError does: two installed copies of the SDK (the
+  // worker's and the project's) make `instanceof` unreliable.
+  if (!(e instanceof Error) || e.name !== "RestError") return "";
+  const { statusCode, code } = e as RestError;
+  const parts = [statusCode !== undefined ? `HTTP ${String(statusCode)}` : "", code ?? ""].filter(Boolean);
+  return parts.length > 0 ? ` (${parts.join(", ")})` : "";
 }

@@ -2,6 +2,7 @@
  * Command line of the backup/restore worker. The container's args are this command line, e.g.
  * `backup --collection documents` or `prune --retention-days 30 --keep-last 3`.
  */
+import * as path from "node:path";
 import { applyAccess } from "./access";
 import { AzureBlobStore, type BlobStore, type StorageSettings } from "./blobStore";
 import { backupCollection, type BackupSummary } from "./backup";
@@ -11,6 +12,7 @@ import { Log } from "./log";
 import { Milvus, type MilvusSettings } from "./milvus";
 import { checkServerName, loadCaFile, parseMilvusAddress, settingText } from "./tls";
 import { prune } from "./prune";
+import { parseCommandLine, type ArgProblem, type FlagSpecs } from "./cliArgs";
 import { COLLECTION_NAME, restoreBackup } from "./restore";
 import { parseCron, scheduleLoop } from "./schedule";
 
@@ -24,7 +26,7 @@ const CONNECTION_HELP = `connection flags (each also read from the environment v
   --storage-connection-string <cs>      [AZURE_STORAGE_CONNECTION_STRING]  Azurite / development
   --storage-account-url <url>           [AZURE_STORAGE_ACCOUNT_URL]        production: workload identity
   --json                                one JSON document on stdout
-  --help`;
+  -h, --help                            print the usage and exit`;
 
 interface CommandSpec {
   usage: string;
@@ -103,15 +105,30 @@ const CONNECTION_VALUES = [
   "--storage-connection-string",
   "--storage-account-url",
 ];
-const GLOBAL_FLAGS = ["--json", "--help", "-h", "--milvus-tls"];
+/** Boolean flags every command takes (`--help`/`-h` is added by the shared parser). */
+const GLOBAL_FLAGS = ["--json", "--milvus-tls"];
 
-export function usage(command?: string): string {
-  const head = "usage: npm run -s worker -- <command> [flags]";
+/**
+ * How the worker is run, for the usage line: from the repository root through npm (ts-node), or, in
+ * the image, as the compiled file the ENTRYPOINT names (WORKDIR /app: `node dist/cli.js`).
+ */
+export const NPM_INVOCATION = "npm run -s worker --";
+
+const ENVIRONMENT_HELP = `environment variables (besides those of the connection flags):
+  AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE
+      read by DefaultAzureCredential with --storage-account-url; AKS workload identity sets them in the pod
+      (on a workstation it falls back to \`az login\`)`;
+
+const EXIT_HELP = "exit codes: 0 success, 1 the operation failed, 2 bad flags or settings";
+
+export function usage(command?: string, invocation = NPM_INVOCATION): string {
+  const head = `usage: ${invocation} <command> [flags]`;
   const spec = command ? COMMANDS[command] : undefined;
-  if (spec) return `${head}\n\n${spec.usage}\n\n${CONNECTION_HELP}`;
+  const tail = `${CONNECTION_HELP}\n\n${ENVIRONMENT_HELP}\n\n${EXIT_HELP}`;
+  if (spec) return `${head}\n\n${spec.usage}\n\n${tail}`;
   return `${head}\n\ncommands:\n${Object.values(COMMANDS)
     .map((c) => `  ${c?.usage.split("\n")[0] ?? ""}`)
-    .join("\n")}\n\n${CONNECTION_HELP}\n\n\`<command> --help\` describes one command.`;
+    .join("\n")}\n\n${tail}\n\n\`<command> --help\` describes one command.`;
 }
 
 export interface ParsedArgs {
@@ -120,51 +137,59 @@ export interface ParsedArgs {
   flags: Set<string>;
 }
 
+/** The flags one command accepts, for the shared parser. */
+function flagSpecs(spec: CommandSpec): FlagSpecs {
+  const specs: FlagSpecs = {};
+  for (const name of [...spec.values, ...CONNECTION_VALUES])
+    specs[name] = { type: "string", multiple: spec.repeatable?.includes(name), help: "" };
+  for (const name of [...spec.flags, ...GLOBAL_FLAGS]) specs[name] = { type: "boolean", help: "" };
+  return specs;
+}
+
+/** A parse problem as one line; never with a value (a mistyped flag or stray argument may be a secret). */
+function problemText(command: string, spec: CommandSpec, p: ArgProblem): string {
+  const accepts = `${command} accepts ${[...spec.values, ...spec.flags].join(", ") || "no flags"} plus the connection flags (see --help)`;
+  switch (p.kind) {
+    case "unknown-flag":
+      return `${command}: unknown flag ${JSON.stringify(p.flag)}${p.inlineValue ? " (its value is not shown)" : ""}; ${accepts}`;
+    case "positional":
+      return `${command}: unknown argument #${p.index + 2} (not shown: it may be a secret); ${accepts}`;
+    case "missing-value":
+      return `${command}: ${p.flag} needs a value (see \`${command} --help\`)`;
+    case "unexpected-value":
+      return `${command}: ${p.flag} takes no value (its value is not shown; see \`${command} --help\`)`;
+    case "repeated":
+      return `${command}: ${p.flag} given more than once`;
+  }
+}
+
 export function parseArgs(argv: string[]): ParsedArgs {
   const command = argv[0] as string | undefined;
   const rest = argv.slice(1);
   if (command === undefined || command === "--help" || command === "-h" || command === "help") {
     return { command: "help", values: new Map(), flags: new Set() };
   }
+  const commands = Object.keys(COMMANDS).join(", ");
+  if (command.startsWith("-")) {
+    // Only the flag's name: `--milvus-token=user:password` typed before the command must not be echoed.
+    const name = command.split("=")[0] ?? command;
+    throw new UsageError(
+      `unknown flag ${JSON.stringify(name)} before the command; the command comes first, one of ${commands} (see --help)`,
+    );
+  }
   const spec = COMMANDS[command];
   if (!spec) {
     throw new UsageError(
-      `unknown command ${JSON.stringify(command)}; expected one of ${Object.keys(COMMANDS).join(", ")} (see --help)`,
+      `unknown command ${JSON.stringify(command)}; expected one of ${commands} (see --help)`,
     );
   }
-  const values = new Map<string, string[]>();
-  const flags = new Set<string>();
-  const valueNames = new Set([...spec.values, ...CONNECTION_VALUES]);
-  const flagNames = new Set([...spec.flags, ...GLOBAL_FLAGS]);
-  for (let i = 0; i < rest.length; i++) {
-    const arg = rest[i] ?? "";
-    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
-    const name = eq > 0 ? arg.slice(0, eq) : arg;
-    if (valueNames.has(name)) {
-      const v = eq > 0 ? arg.slice(eq + 1) : (rest[++i] as string | undefined);
-      if (v === undefined || (eq < 0 && v.startsWith("--"))) {
-        throw new UsageError(`${command}: ${name} needs a value (see \`${command} --help\`)`);
-      }
-      const list = values.get(name) ?? [];
-      if (list.length > 0 && !spec.repeatable?.includes(name)) {
-        throw new UsageError(`${command}: ${name} given more than once`);
-      }
-      list.push(v);
-      values.set(name, list);
-    } else if (flagNames.has(name) && eq < 0) {
-      flags.add(name === "-h" ? "--help" : name);
-    } else {
-      const allowed = [...spec.values, ...spec.flags].join(", ");
-      // Never echo a value: a mistyped `--milvus-tokn=root:...` or a stray argument may be a secret.
-      const what = arg.startsWith("-")
-        ? `flag ${JSON.stringify(name)}${eq > 0 ? " (its value is not shown)" : ""}`
-        : `argument #${i + 2} (not shown: it may be a secret)`;
-      throw new UsageError(
-        `${command}: unknown ${what}; ${command} accepts ${allowed || "no flags"} plus the connection flags (see --help)`,
-      );
-    }
-  }
-  return { command, values, flags };
+  const line = parseCommandLine(rest, flagSpecs(spec));
+  const flags = new Set(line.flags);
+  // --help wins over anything else on the line: asking how to fix a command line must work on a broken one.
+  if (line.help) return { command, values: line.values, flags: flags.add("--help") };
+  const first = line.problems.at(0);
+  if (first) throw new UsageError(problemText(command, spec, first));
+  return { command, values: line.values, flags };
 }
 
 const one = (p: ParsedArgs, name: string) => p.values.get(name)?.[0];
@@ -312,6 +337,8 @@ export interface CliIo {
   store?: (s: StorageSettings) => BlobStore;
   /** Aborted on SIGTERM/SIGINT: a backup or restore stops cleanly and says what state it left. */
   signal?: AbortSignal;
+  /** How the worker was started, for the usage text. @default {@link NPM_INVOCATION} */
+  invocation?: string;
 }
 
 /** Runs one command; returns the process exit code. */
@@ -325,7 +352,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     const p = parseArgs(argv);
     json = p.flags.has("--json");
     if (p.command === "help" || p.flags.has("--help")) {
-      io.stdout.write(usage(p.command === "help" ? undefined : p.command) + "\n");
+      io.stdout.write(usage(p.command === "help" ? undefined : p.command, io.invocation) + "\n");
       return 0;
     }
     const spec = COMMANDS[p.command];
@@ -447,7 +474,15 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
           );
         if (!r.ok) {
           log.close();
-          io.stderr.write(`error: backup ${r.backupId} failed verification: ${r.problems.join("; ")}\n`);
+          // Without a manifest nothing was verified: the backup does not exist (or never completed, or
+          // its manifest is unreadable), and the problem says which; "failed verification" would
+          // send the operator looking for corrupt chunks.
+          const verified = r.chunks !== undefined;
+          io.stderr.write(
+            verified
+              ? `error: backup ${r.backupId} failed verification: ${r.problems.join("; ")}\n`
+              : `error: ${r.problems.join("; ")}\n`,
+          );
           return 1;
         }
         return 0;
@@ -524,11 +559,17 @@ if (require.main === module) {
       });
     }
   }
+  // Compiled (the image: ENTRYPOINT node /app/dist/cli.js, WORKDIR /app) the usage names the file as
+  // run from its directory's parent; under ts-node it is the npm script.
+  const invocation = __filename.endsWith(".js")
+    ? `node ${path.relative(path.dirname(__dirname), __filename)}`
+    : NPM_INVOCATION;
   main(process.argv.slice(2), {
     stdout: process.stdout,
     stderr: process.stderr,
     env: process.env,
     signal: stop.signal,
+    invocation,
   })
     .then((code) => {
       process.exitCode = code;

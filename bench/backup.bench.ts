@@ -1,5 +1,6 @@
 /**
- * Backup/restore benchmark against real Milvus Lite and Azurite (`npm run bench [-- --rows 100000,400000]`).
+ * Backup/restore benchmark against real Milvus Lite and Azurite (`npm run -s bench [-- --rows 100000,400000]`;
+ * BENCH below is the full usage). Exits 1 naming every target missed (see {@link missedTargets}).
  *
  * For each N: N rows of (int64 key, 128-d float vector, ~64-character text) are inserted with the SDK's
  * insert (the raw insert baseline), read back page by page with nothing else done (the raw read
@@ -16,6 +17,15 @@ import { Milvus } from "../backup/milvus";
 import { DEFAULT_PAGE_BYTES, pageRowsFor } from "../backup/backup";
 import { DEFAULT_INSERT_BYTES } from "../backup/restore";
 import { startAzurite, startMilvusLite } from "../tools/local-servers";
+import {
+  describeArgProblem,
+  parseCommandLine,
+  processIo,
+  usageError,
+  usageText,
+  type CommandSpec,
+  type Io,
+} from "../backup/cliArgs";
 
 const DIM = 128;
 const WORKER_NODE_OPTIONS = "--max-old-space-size=512";
@@ -36,7 +46,7 @@ function runWorker(args: string[], env: NodeJS.ProcessEnv): Promise<WorkerRun> {
     ["-r", "ts-node/register/transpile-only", path.join(__dirname, "worker-process.ts"), ...args],
     // The heap cap of the container image (backup/Dockerfile), so RSS is measured as deployed.
     {
-      env: { ...process.env, ...env, NODE_OPTIONS: WORKER_NODE_OPTIONS },
+      env: { ...process.env, ...env, NODE_OPTIONS: WORKER_NODE_OPTIONS, BENCH_REPORT_FD: "3" },
       stdio: ["ignore", "pipe", "pipe", "pipe"],
     },
   ) as ChildProcessByStdio<null, Readable, Readable>;
@@ -47,14 +57,12 @@ function runWorker(args: string[], env: NodeJS.ProcessEnv): Promise<WorkerRun> {
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
   (child.stdio[3] as NodeJS.ReadableStream).on("data", (d: Buffer) => (report += d.toString()));
   return new Promise((resolve, reject) => {
-    child.once("exit", (code) => {
+    child.once("exit", (code, signal) => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       if (code !== 0) {
-        reject(
-          new Error(
-            `worker ${args[0] ?? ""} exited ${code ?? "?"}: ${stderr.trim().split("\n").at(-1) ?? ""}`,
-          ),
-        );
+        // A process killed by a signal has no exit code: name the signal (the OOM killer sends SIGKILL).
+        const how = code === null ? `was killed by ${signal ?? "a signal"}` : `exited ${code}`;
+        reject(new Error(`worker ${args[0] ?? ""} ${how}: ${stderr.trim().split("\n").at(-1) ?? ""}`));
         return;
       }
       const r = JSON.parse(report) as { maxRssBytes: number };
@@ -196,44 +204,157 @@ async function measure(rows: number) {
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
 const mib = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MiB`;
 
-async function run() {
-  const arg = process.argv.indexOf("--rows");
-  const sizes = (arg > 0 ? (process.argv[arg + 1] ?? "") : "100000,400000").split(",").map(Number);
-  if (sizes.some((n) => !Number.isInteger(n) || n < 1000)) {
-    throw new Error("--rows takes a comma-separated list of row counts >= 1000, e.g. --rows 100000,400000");
+export type BenchResult = Awaited<ReturnType<typeof measure>>;
+
+/** The targets the worker is held to (README "Benchmark"). */
+export const TARGETS = {
+  /** Backup rate over the raw read rate, at least. */
+  backupVsRawRead: 0.8,
+  /** Restore rate over the raw insert rate, at least. */
+  restoreVsRawInsert: 0.8,
+  /** Stored bytes over the raw vector bytes, at most. */
+  sizeVsRawVectors: 1.1,
+  /** Peak RSS of the largest run over the smallest, at most (memory must not grow with the data). */
+  rssGrowth: 1.2,
+};
+
+/**
+ * Every target the measurements miss, one line each, saying which target, by how much and at which
+ * size; empty when all are met. Pure, so the verdict is tested without running the benchmark.
+ */
+export function missedTargets(
+  results: readonly Pick<
+    BenchResult,
+    | "rows"
+    | "rawInsertRate"
+    | "rawReadRate"
+    | "backupRate"
+    | "restoreRate"
+    | "backupBytes"
+    | "rawVectorBytes"
+    | "backupRss"
+    | "restoreRss"
+  >[],
+): string[] {
+  const missed: string[] = [];
+  const x = (v: number, digits = 2) => `${v.toFixed(digits)}x`;
+  // Written as !(ratio within target) so that a NaN ratio (a rate that could not be measured) counts as missed.
+  for (const r of results) {
+    const at = `at ${fmt(r.rows)} rows`;
+    const backup = r.backupRate / r.rawReadRate;
+    if (!(backup >= TARGETS.backupVsRawRead))
+      missed.push(`backup ${x(backup)} of raw read ${at} (target >= ${x(TARGETS.backupVsRawRead, 1)})`);
+    const restore = r.restoreRate / r.rawInsertRate;
+    if (!(restore >= TARGETS.restoreVsRawInsert))
+      missed.push(
+        `restore ${x(restore)} of raw insert ${at} (target >= ${x(TARGETS.restoreVsRawInsert, 1)})`,
+      );
+    const size = r.backupBytes / r.rawVectorBytes;
+    if (!(size <= TARGETS.sizeVsRawVectors))
+      missed.push(
+        `size ${x(size, 3)} of raw vector bytes ${at} (target <= ${x(TARGETS.sizeVsRawVectors, 1)})`,
+      );
   }
-  const results = [];
-  for (const n of sizes) {
-    process.stderr.write(`measuring ${fmt(n)} rows...\n`);
-    const r = await measure(n);
-    results.push(r);
-    process.stdout.write(
-      [
-        `rows ${fmt(r.rows)}`,
-        `  raw insert  ${fmt(r.rawInsertRate)} rows/s`,
-        `  raw read    ${fmt(r.rawReadRate)} rows/s`,
-        `  backup      ${fmt(r.backupRate)} rows/s = ${(r.backupRate / r.rawReadRate).toFixed(2)}x raw read (target >= 0.8x); ` +
-          `process wall time ${r.backupWall.toFixed(1)} s`,
-        `  restore     ${fmt(r.restoreRate)} rows/s = ${(r.restoreRate / r.rawInsertRate).toFixed(2)}x raw insert (target >= 0.8x); ` +
-          `process wall time ${r.restoreWall.toFixed(1)} s`,
-        `  size        ${fmt(r.backupBytes)} bytes = ${(r.backupBytes / r.rawVectorBytes).toFixed(3)}x raw vector bytes (target <= 1.1x)`,
-        `  peak RSS    backup ${mib(r.backupRss)}, restore ${mib(r.restoreRss)}`,
-        "",
-      ].join("\n"),
-    );
+  const small = results.at(0);
+  const large = results.at(-1);
+  if (small && large && large !== small) {
+    const span = `${fmt(large.rows)} vs ${fmt(small.rows)} rows`;
+    for (const [what, a, b] of [
+      ["backup", large.backupRss, small.backupRss],
+      ["restore", large.restoreRss, small.restoreRss],
+    ] as const) {
+      const growth = a / b;
+      if (!(growth <= TARGETS.rssGrowth))
+        missed.push(`peak RSS of ${what} ${x(growth)} for ${span} (target <= ${x(TARGETS.rssGrowth, 1)})`);
+    }
+  }
+  return missed;
+}
+
+export const BENCH: CommandSpec = {
+  name: "bench",
+  invocation: "npm run -s bench --",
+  synopsis: "[--rows <n>[,<n>...]]",
+  description:
+    "Measures the worker against Milvus Lite and Azurite started on this machine: for each row count, raw insert\n" +
+    "and raw read baselines, then the worker's backup and restore as separate processes (rate, wall time, peak\n" +
+    "RSS, stored size). Exits 1, naming each target missed, when backup < 0.8x raw read, restore < 0.8x raw\n" +
+    "insert, size > 1.1x raw vector bytes, or peak RSS grows > 1.2x from the smallest to the largest count.",
+  flags: {
+    "--rows": {
+      type: "string",
+      value: "<n>[,<n>...]",
+      help: "comma-separated row counts, each >= 1000 (default 100000,400000)",
+    },
+  },
+  env: [],
+  exitCodes: "0 every target met, 1 a target missed or the benchmark failed, 2 bad usage",
+};
+
+/** Runs the command line; returns the exit code. */
+export async function main(
+  argv: string[],
+  io: Io = processIo,
+  /** Measures one row count; tests pass a stand-in to check the verdict and the exit code. */
+  measureRows: (rows: number) => Promise<BenchResult> = measure,
+): Promise<number> {
+  const line = parseCommandLine(argv, BENCH.flags);
+  if (line.help) {
+    io.out(usageText(BENCH));
+    return 0;
+  }
+  const problems = line.problems.map(describeArgProblem);
+  const raw = line.values.get("--rows")?.[0] ?? "100000,400000";
+  const sizes = raw.split(",").map((n) => (/^\d+$/.test(n.trim()) ? Number(n.trim()) : NaN));
+  if (sizes.some((n) => !Number.isSafeInteger(n) || n < 1000))
+    problems.push("--rows takes a comma-separated list of row counts >= 1000, e.g. --rows 100000,400000");
+  if (problems.length > 0) {
+    io.err(usageError(BENCH, problems));
+    return 2;
+  }
+  const results: BenchResult[] = [];
+  try {
+    for (const n of sizes) {
+      io.err(`measuring ${fmt(n)} rows...`);
+      const r = await measureRows(n);
+      results.push(r);
+      io.out(
+        [
+          `rows ${fmt(r.rows)}`,
+          `  raw insert  ${fmt(r.rawInsertRate)} rows/s`,
+          `  raw read    ${fmt(r.rawReadRate)} rows/s`,
+          `  backup      ${fmt(r.backupRate)} rows/s = ${(r.backupRate / r.rawReadRate).toFixed(2)}x raw read (target >= 0.8x); ` +
+            `process wall time ${r.backupWall.toFixed(1)} s`,
+          `  restore     ${fmt(r.restoreRate)} rows/s = ${(r.restoreRate / r.rawInsertRate).toFixed(2)}x raw insert (target >= 0.8x); ` +
+            `process wall time ${r.restoreWall.toFixed(1)} s`,
+          `  size        ${fmt(r.backupBytes)} bytes = ${(r.backupBytes / r.rawVectorBytes).toFixed(3)}x raw vector bytes (target <= 1.1x)`,
+          `  peak RSS    backup ${mib(r.backupRss)}, restore ${mib(r.restoreRss)}`,
+          "",
+        ].join("\n"),
+      );
+    }
+  } catch (e) {
+    io.err(`bench failed: ${e instanceof Error ? e.message : String(e)}`);
+    return 1;
   }
   const small = results.at(0);
   const large = results.at(-1);
   if (small && large && large !== small) {
     const ratio = (a: number, b: number) => (a / b).toFixed(2);
-    process.stdout.write(
+    io.out(
       `peak RSS ${fmt(large.rows)} vs ${fmt(small.rows)} rows: backup ${ratio(large.backupRss, small.backupRss)}x, ` +
-        `restore ${ratio(large.restoreRss, small.restoreRss)}x (target <= 1.2x)\n`,
+        `restore ${ratio(large.restoreRss, small.restoreRss)}x (target <= 1.2x)`,
     );
   }
+  const missed = missedTargets(results);
+  if (missed.length > 0) {
+    io.err(`bench: ${missed.length} target(s) missed:\n${missed.map((m) => `  - ${m}`).join("\n")}`);
+    return 1;
+  }
+  io.out("bench: every target met");
+  return 0;
 }
 
-run().catch((e: unknown) => {
-  process.stderr.write(`bench failed: ${e instanceof Error ? e.message : String(e)}\n`);
-  process.exit(1);
-});
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => process.exit(code));
+}

@@ -1,4 +1,5 @@
 import * as yaml from "js-yaml";
+import { checkCron, cronEvaluator } from "../backup/schedule";
 
 /**
  * The platform's alerting rules as plain data. The monitoring component deploys exactly these groups
@@ -27,7 +28,7 @@ export interface RuleGroup {
 export interface BackupAlertTarget {
   namespace: string;
   cronJobName: string;
-  /** Five-field cron expression (UTC), already validated by config.ts. */
+  /** Kubernetes CronJob schedule (UTC), already validated by config.ts (backup/schedule.ts). */
   schedule: string;
   /**
    * How late a scheduled backup may legitimately complete after its scheduled minute, in seconds:
@@ -69,65 +70,36 @@ export function runbookAnchor(alert: string): string {
   return alert.toLowerCase();
 }
 
-const DAY_MINUTES = 24 * 60;
-
-function cronField(field: string, lo: number, hi: number): Set<number> {
-  const out = new Set<number>();
-  for (const part of field.split(",")) {
-    const slash = part.indexOf("/");
-    const range = slash < 0 ? part : part.slice(0, slash);
-    const step = slash < 0 ? 1 : Number(part.slice(slash + 1));
-    let start = lo;
-    let end = hi;
-    if (range !== "*") {
-      const dash = range.indexOf("-");
-      start = Number(dash < 0 ? range : range.slice(0, dash));
-      // "5/15" means from 5 to the end of the range, like cron(8).
-      end = dash >= 0 ? Number(range.slice(dash + 1)) : slash >= 0 ? hi : start;
-    }
-    for (let v = start; v <= end; v += step) out.add(v);
-  }
-  return out;
-}
+const DAY_MS = 24 * 3600 * 1000;
 
 /**
- * The longest gap between two consecutive runs of a five-field cron schedule, in seconds, evaluated
- * over eight years of UTC calendar (so monthly and leap-day schedules are covered). Uses the
- * Kubernetes (robfig/cron) rule that a restricted day-of-month and day-of-week match either way.
+ * The longest gap between two consecutive runs of a schedule, in seconds, over eight years of UTC
+ * calendar from 2027 (so monthly and leap-day schedules are covered). The schedule is read and
+ * evaluated by backup/schedule.ts, the module the config validation and the worker's loop use, so the
+ * threshold follows exactly the runs Kubernetes makes: `@daily` is `0 0 * * *`, `SUN` is 0, a
+ * restricted day of month and day of week match either way (robfig/cron, see that module).
+ *
+ * Day by day rather than run by run (an every-minute schedule has four million runs in eight years):
+ * the times of day come from cron-parser's fields, whether a day has runs from its `includesDate`.
  */
 export function maxCronIntervalSeconds(schedule: string): number {
-  const fields = schedule.trim().split(/\s+/);
-  if (fields.length !== 5) throw new Error(`Not a five-field cron expression: "${schedule}"`);
-  const [minF = "", hourF = "", domF = "", monF = "", dowF = ""] = fields;
-  const minutes = cronField(minF, 0, 59);
-  const hours = cronField(hourF, 0, 23);
-  const doms = cronField(domF, 1, 31);
-  const months = cronField(monF, 1, 12);
-  const dows = cronField(dowF, 0, 6);
-  const domRestricted = !domF.startsWith("*");
-  const dowRestricted = !dowF.startsWith("*");
-
-  const times: number[] = [];
-  for (const h of [...hours].sort((a, b) => a - b)) {
-    for (const m of [...minutes].sort((a, b) => a - b)) times.push(h * 60 + m);
-  }
-  if (times.length === 0) throw new Error(`Cron expression never fires: "${schedule}"`);
+  const checked = checkCron(schedule);
+  if (!checked.ok) throw new Error(`Not a Kubernetes cron schedule: "${schedule}": ${checked.reason}`);
+  const startDay = Date.UTC(2027, 0, 1);
+  const cron = cronEvaluator(checked.cron, new Date(startDay));
+  const minutes = cron.fields.minute.values;
+  const times = cron.fields.hour.values.flatMap((h) => minutes.map((m) => h * 60 + m));
   const first = times[0] ?? 0;
   const last = times[times.length - 1] ?? 0;
   let maxGap = 0;
   for (let i = 1; i < times.length; i++) maxGap = Math.max(maxGap, (times[i] ?? 0) - (times[i - 1] ?? 0));
 
-  const startDay = Date.UTC(2027, 0, 1) / 86_400_000;
   let previousDay: number | undefined;
-  for (let day = startDay; day < startDay + 8 * 366; day++) {
-    const date = new Date(day * 86_400_000);
-    if (!months.has(date.getUTCMonth() + 1)) continue;
-    const domOk = doms.has(date.getUTCDate());
-    const dowOk = dows.has(date.getUTCDay());
-    const dayOk = domRestricted && dowRestricted ? domOk || dowOk : domOk && dowOk;
-    if (!dayOk) continue;
+  for (let day = startDay; day < startDay + 8 * 366 * DAY_MS; day += DAY_MS) {
+    // The first run of the day exists exactly when the day has runs: hours and minutes do not depend on it.
+    if (!cron.includesDate(new Date(day + first * 60_000))) continue;
     if (previousDay !== undefined) {
-      maxGap = Math.max(maxGap, (day - previousDay) * DAY_MINUTES + first - last);
+      maxGap = Math.max(maxGap, ((day - previousDay) / DAY_MS) * 24 * 60 + first - last);
     }
     previousDay = day;
   }

@@ -1,6 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
+import Decimal from "decimal.js";
+import * as ipaddr from "ipaddr.js";
+import { checkCron, cronProblem, cronRuns } from "../backup/schedule";
 import { erasureQuorum, zoneSafeParity } from "./erasure";
-import { CronExpressionParser } from "cron-parser";
 import { DATA_NAMESPACE } from "./naming";
 
 /**
@@ -510,17 +512,21 @@ export function backupDaysLost(schedule: string, m: MaintenanceConfig): string[]
   return lost;
 }
 
+/** One week of runs, from the same evaluator as the worker's loop and the stale-backup alert. */
 function scheduledRuns(
   schedule: string,
 ): { day: Weekday; label: string; clashes: (m: MaintenanceConfig) => boolean }[] {
+  const checked = checkCron(schedule);
+  if (!checked.ok) return [];
   const startOfWeek = Date.UTC(2026, 0, 4); // a Sunday
-  const it = CronExpressionParser.parse(schedule, { currentDate: new Date(startOfWeek - 1), tz: "UTC" });
   const runs: ReturnType<typeof scheduledRuns> = [];
-  for (;;) {
-    const next = it.next().getTime();
-    if (next >= startOfWeek + WEEK_MINUTES * 60_000) break;
-    const minute = (next - startOfWeek) / 60_000;
-    const d = new Date(next);
+  const week = cronRuns(
+    checked.cron,
+    new Date(startOfWeek - 1),
+    new Date(startOfWeek + WEEK_MINUTES * 60_000),
+  );
+  for (const d of week) {
+    const minute = (d.getTime() - startOfWeek) / 60_000;
     const day = WEEKDAYS[d.getUTCDay()] ?? "Sunday";
     runs.push({
       day,
@@ -697,7 +703,7 @@ class Reader {
   string(
     path: string,
     fallback: string | undefined,
-    pattern: RegExp,
+    pattern: { test(value: string): boolean },
     allowed: string,
     example: string,
   ): string {
@@ -770,14 +776,10 @@ class Reader {
   }
 }
 
-const QUANTITY_CPU = /^(\d+(\.\d+)?|\d+m)$/;
-const QUANTITY_MEM = /^\d+(\.\d+)?(Ki|Mi|Gi|Ti)$/;
 const VM_SIZE = /^Standard_[A-Za-z0-9_]+$/;
 const K8S_VERSION = /^1\.\d{2}(\.\d+)?$/;
 const IMAGE_TAG = /^v?\d+\.\d+\.\d+(-[A-Za-z0-9.]+)?$/;
 const REGION = /^[a-z]+[a-z0-9]*$/;
-const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
-const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 const GUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const COLLECTION = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
 const STACK_NAME = /^[A-Za-z0-9_.-]{1,60}$/;
@@ -787,61 +789,118 @@ const SUBNET_ID =
 // MinIO images pinned to a RELEASE tag or a digest, never `latest` or another floating tag.
 const MINIO_IMAGE =
   /^[a-z0-9.-]+(:\d+)?\/[a-z0-9._/-]+(:RELEASE\.[0-9TZ-]+(\.[a-z0-9]+)*|@sha256:[a-f0-9]{64})$/;
-const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
-
-/** Five-field cron, numeric fields only: CronJob accepts more, but this is what we document and test. */
+/**
+ * A schedule a Kubernetes CronJob accepts and that runs: five fields (names such as SUN or JAN allowed)
+ * or a macro such as @daily. backup/schedule.ts checks it the way the API server does (robfig/cron
+ * v3.0.1) and is also what the worker's loop and the stale-backup alert evaluate it with.
+ */
 export function isValidCron(expr: string): boolean {
-  const fields = expr.trim().split(/\s+/);
-  const ranges: [number, number][] = [
-    [0, 59],
-    [0, 23],
-    [1, 31],
-    [1, 12],
-    [0, 6],
-  ];
-  if (fields.length !== 5) return false;
-  return fields.every((f, i) => {
-    if (!CRON_FIELD.test(f)) return false;
-    const [lo, hi] = ranges[i] ?? [0, 0];
-    return (f.match(/\d+/g) ?? []).every((d, j, all) => {
-      // Step values ("*/15") are not range-bound; everything else is.
-      const isStep = f.includes("/") && j === all.length - 1;
-      const n = Number(d);
-      return isStep ? n >= 1 : n >= lo && n <= hi;
-    });
-  });
+  return cronProblem(expr) === undefined;
 }
 
-function cidrRange(cidr: string): [number, number] | undefined {
-  const m = CIDR.exec(cidr);
-  if (!m) return undefined;
-  const octets = m.slice(1, 5).map(Number);
-  const bits = Number(m[5]);
-  if (octets.some((o) => o > 255) || bits > 32) return undefined;
-  const base = octets.reduce((acc, o) => acc * 256 + o, 0);
-  const size = 2 ** (32 - bits);
-  const start = base - (base % size);
-  return [start, start + size - 1];
+/**
+ * IPv4 CIDR arithmetic, with ipaddr.js (2.5.0, pinned): containment and overlap of the VNet, its
+ * subnets and the pod and service ranges, and the DNS address in the service range. Only four-part
+ * dotted decimals with a prefix of 0-32 are taken (not "10.1/16", leading zeros, octal or hex forms);
+ * a block is identified by its network address, so "10.10.1.0/16" is 10.10.0.0/16 as before.
+ */
+interface Cidr {
+  network: ipaddr.IPv4;
+  bits: number;
 }
 
-function ipValue(ip: string): number | undefined {
-  const m = IPV4.exec(ip);
-  if (!m) return undefined;
-  const octets = m.slice(1, 5).map(Number);
-  if (octets.some((o) => o > 255)) return undefined;
-  return octets.reduce((acc, o) => acc * 256 + o, 0);
+const isIpv4Cidr = (s: string) => ipaddr.IPv4.isValidCIDRFourPartDecimal(s);
+const isIpv4 = (s: string) => ipaddr.IPv4.isValidFourPartDecimal(s);
+
+function cidrOf(cidr: string): Cidr | undefined {
+  if (!isIpv4Cidr(cidr)) return undefined;
+  return { network: ipaddr.IPv4.networkAddressFromCIDR(cidr), bits: ipaddr.IPv4.parseCIDR(cidr)[1] };
 }
 
-const within = (inner: [number, number], outer: [number, number]) =>
-  inner[0] >= outer[0] && inner[1] <= outer[1];
-const overlaps = (a: [number, number], b: [number, number]) => a[0] <= b[1] && b[0] <= a[1];
+/** Every address of `inner` is in `outer`. */
+const within = (inner: Cidr, outer: Cidr) =>
+  inner.bits >= outer.bits && inner.network.match(outer.network, outer.bits);
+/** The blocks share an address: two CIDR blocks are either nested or disjoint. */
+const overlaps = (a: Cidr, b: Cidr) => within(a, b) || within(b, a);
+/** `ip` (a valid address) is inside the block. */
+const contains = (block: Cidr, ip: string) => ipaddr.IPv4.parse(ip).match(block.network, block.bits);
 
-function parseQuantity(q: string): number {
-  const m = /^(\d+(?:\.\d+)?)(m|Ki|Mi|Gi|Ti)?$/.exec(q);
-  if (!m) return NaN;
-  const n = Number(m[1]);
-  const mult: Record<string, number> = { m: 0.001, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4 };
-  return n * (m[2] ? (mult[m[2]] ?? NaN) : 1);
+/**
+ * Kubernetes resource quantities, as k8s.io/apimachinery reads them (pkg/api/resource quantity.go
+ * grammar, suffix.go table): a decimal number, optionally signed and fractional ("0.5", "1.", ".5"),
+ * then one suffix: decimal SI n u m k M G T P E, binary SI Ki Mi Gi Ti Pi Ei, or a decimal exponent
+ * e<int>/E<int> ("1e3"; "E" alone is exa, as in suffix.go).
+ *
+ * The number grammar and the arithmetic are decimal.js's (10.6.0, pinned), exact, so "700m" equals
+ * "0.7" (in floating point 700 * 0.001 is 0.7000000000000001, which would flag equal requests and
+ * limits) and "0.5Gi" equals "512Mi". The suffixes are Kubernetes' table below. No quantity package
+ * takes every form: @kubernetes/client-node 2.0.1's quantityToScalar throws on "0.5Gi" (BigInt of a
+ * fraction), and the package is ESM-only with 16 dependencies; k8s-resource-parser 0.2.2 has no n or u
+ * and computes in floating point; kubernetes-resource-parser 0.1.0 reads "0.5Gi" as 0.
+ */
+const QUANTITY_SUFFIXES: Readonly<Partial<Record<string, readonly [base: number, exponent: number]>>> = {
+  Ki: [2, 10],
+  Mi: [2, 20],
+  Gi: [2, 30],
+  Ti: [2, 40],
+  Pi: [2, 50],
+  Ei: [2, 60],
+  n: [10, -9],
+  u: [10, -6],
+  m: [10, -3],
+  k: [10, 3],
+  M: [10, 6],
+  G: [10, 9],
+  T: [10, 12],
+  P: [10, 15],
+  E: [10, 18],
+};
+const SUFFIX_LIST = "n, u, m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei, or an exponent such as e3";
+/** Enough digits for 2^63 with nine fractional digits: nothing is ever rounded. */
+const ExactDecimal = Decimal.clone({ precision: 64 });
+
+export type QuantityCheck = { ok: true; value: Decimal } | { ok: false; reason: string };
+
+/** The exact value of a Kubernetes quantity, or why it is not one. */
+export function checkQuantity(q: string): QuantityCheck {
+  const no = (reason: string): QuantityCheck => ({ ok: false, reason });
+  // Binary suffixes first: "Mi" must not be read as "M" after a stray "i".
+  const suffix = Object.keys(QUANTITY_SUFFIXES)
+    .filter((s) => q.length > s.length && q.endsWith(s))
+    .sort((a, b) => b.length - a.length)
+    .at(0);
+  const number = suffix === undefined ? q : q.slice(0, -suffix.length);
+  // The leading sign, digits and point, and what follows them.
+  const rest = q.replace(/^[0-9.+-]*/, "");
+  if (!/\d/.test(q.slice(0, q.length - rest.length))) {
+    return no(`${JSON.stringify(q)} does not start with a number`);
+  }
+  // An exponent is its own suffix: "1e3" is a quantity, "1e3k" is not (suffix.go interpret()).
+  const numberOk = /^[0-9.+eE-]*$/.test(number) && !(suffix !== undefined && /[eE]/.test(number));
+  let value: Decimal | undefined;
+  try {
+    value = numberOk ? new ExactDecimal(number) : undefined;
+  } catch {
+    value = undefined;
+  }
+  if (value === undefined || !value.isFinite()) {
+    return no(
+      rest !== "" && QUANTITY_SUFFIXES[rest] === undefined && !/[0-9.+-]/.test(rest)
+        ? `the suffix ${JSON.stringify(rest)} of ${JSON.stringify(q)} is not one of Kubernetes' (${SUFFIX_LIST})`
+        : `${JSON.stringify(q)} is not a number Kubernetes reads (digits, an optional sign and fraction, then ${SUFFIX_LIST})`,
+    );
+  }
+  const [base, exponent] = suffix === undefined ? [10, 0] : (QUANTITY_SUFFIXES[suffix] ?? [10, 0]);
+  return { ok: true, value: value.times(new ExactDecimal(base).pow(exponent)) };
+}
+
+/** Compares two valid quantities: negative, zero or positive as `a` is smaller, equal or larger. */
+export function compareQuantities(a: string, b: string): number {
+  const x = checkQuantity(a);
+  const y = checkQuantity(b);
+  if (!x.ok || !y.ok)
+    throw new Error(`not Kubernetes quantities: ${JSON.stringify(a)}, ${JSON.stringify(b)}`);
+  return x.value.comparedTo(y.value);
 }
 
 /**
@@ -998,7 +1057,13 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
   }
 
   const cidr = (key: keyof NetworkConfig) =>
-    r.string(`network.${key}`, d.network[key], CIDR, "an IPv4 CIDR such as 10.10.0.0/16", d.network[key]);
+    r.string(
+      `network.${key}`,
+      d.network[key],
+      { test: isIpv4Cidr },
+      "an IPv4 CIDR such as 10.10.0.0/16",
+      d.network[key],
+    );
   const network: NetworkConfig = {
     vnetCidr: cidr("vnetCidr"),
     nodeSubnetCidr: cidr("nodeSubnetCidr"),
@@ -1008,17 +1073,17 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     dnsServiceIp: r.string(
       "network.dnsServiceIp",
       d.network.dnsServiceIp,
-      IPV4,
+      { test: isIpv4 },
       "an IPv4 address",
       d.network.dnsServiceIp,
     ),
   };
   const ranges = {
-    vnet: cidrRange(network.vnetCidr),
-    node: cidrRange(network.nodeSubnetCidr),
-    endpoint: cidrRange(network.endpointSubnetCidr),
-    pod: cidrRange(network.podCidr),
-    service: cidrRange(network.serviceCidr),
+    vnet: cidrOf(network.vnetCidr),
+    node: cidrOf(network.nodeSubnetCidr),
+    endpoint: cidrOf(network.endpointSubnetCidr),
+    pod: cidrOf(network.podCidr),
+    service: cidrOf(network.serviceCidr),
   };
   if (ranges.vnet && ranges.node && !within(ranges.node, ranges.vnet)) {
     problems.add(
@@ -1055,8 +1120,7 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
       );
     }
   }
-  const dns = ipValue(network.dnsServiceIp);
-  if (dns !== undefined && ranges.service && !(dns >= ranges.service[0] && dns <= ranges.service[1])) {
+  if (isIpv4(network.dnsServiceIp) && ranges.service && !contains(ranges.service, network.dnsServiceIp)) {
     problems.add(
       "network.dnsServiceIp",
       network.dnsServiceIp,
@@ -1083,45 +1147,39 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
 
   const diskSku = r.oneOf<DiskSku>("storage.diskSku", d.storage.diskSku, DISK_SKUS);
 
+  /** A CPU or memory quantity, in any form Kubernetes reads (checkQuantity), never negative. */
+  const quantity = (path: string, fallback: string, res: "cpu" | "memory"): string => {
+    const allowed =
+      res === "cpu" ? 'a CPU quantity such as "2" or "500m"' : 'a memory quantity such as "8Gi"';
+    const raw = r.lookup(path);
+    const v = r.string(path, fallback, { test: () => true }, allowed, fallback);
+    if (typeof raw !== "string") return v;
+    const q = checkQuantity(v);
+    const why = !q.ok
+      ? q.reason
+      : q.value.isNegative()
+        ? "Kubernetes rejects negative requests and limits"
+        : "";
+    if (why) problems.add(path, v, `${allowed}; ${why}`, setPathHint(path, fallback));
+    return v;
+  };
   const sizing = (role: string, def: RoleSizing, minReplicas: number, maxReplicas: number): RoleSizing => {
     const p = `milvus.${role}`;
     const s: RoleSizing = {
       replicas: r.int(`${p}.replicas`, def.replicas, minReplicas, maxReplicas),
       requests: {
-        cpu: r.string(
-          `${p}.requests.cpu`,
-          def.requests.cpu,
-          QUANTITY_CPU,
-          'a CPU quantity such as "2" or "500m"',
-          def.requests.cpu,
-        ),
-        memory: r.string(
-          `${p}.requests.memory`,
-          def.requests.memory,
-          QUANTITY_MEM,
-          'a memory quantity such as "8Gi"',
-          def.requests.memory,
-        ),
+        cpu: quantity(`${p}.requests.cpu`, def.requests.cpu, "cpu"),
+        memory: quantity(`${p}.requests.memory`, def.requests.memory, "memory"),
       },
       limits: {
-        cpu: r.string(
-          `${p}.limits.cpu`,
-          def.limits.cpu,
-          QUANTITY_CPU,
-          'a CPU quantity such as "2" or "500m"',
-          def.limits.cpu,
-        ),
-        memory: r.string(
-          `${p}.limits.memory`,
-          def.limits.memory,
-          QUANTITY_MEM,
-          'a memory quantity such as "8Gi"',
-          def.limits.memory,
-        ),
+        cpu: quantity(`${p}.limits.cpu`, def.limits.cpu, "cpu"),
+        memory: quantity(`${p}.limits.memory`, def.limits.memory, "memory"),
       },
     };
     for (const res of ["cpu", "memory"] as const) {
-      if (parseQuantity(s.requests[res]) > parseQuantity(s.limits[res])) {
+      const [request, limit] = [checkQuantity(s.requests[res]), checkQuantity(s.limits[res])];
+      // Compared as exact values, across suffixes: "1Gi" is more than "1G", "500m" less than "1".
+      if (request.ok && limit.ok && request.value.greaterThan(limit.value)) {
         problems.add(
           `${p}.requests.${res}`,
           s.requests[res],
@@ -1186,7 +1244,9 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
       );
     }
   }
-  if (milvus.queryNode.requests.memory !== milvus.queryNode.limits.memory) {
+  const qn = [checkQuantity(milvus.queryNode.requests.memory), checkQuantity(milvus.queryNode.limits.memory)];
+  // Equal in value, whatever the suffixes ("32Gi" and "32768Mi" are the same request).
+  if (qn[0]?.ok && qn[1]?.ok && !qn[0].value.equals(qn[1].value)) {
     problems.add(
       "milvus.queryNode.requests.memory",
       milvus.queryNode.requests.memory,
@@ -1270,13 +1330,25 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     );
   }
 
-  const schedule = r.string("backup.schedule", d.backup.schedule, /^.*$/, "", "");
-  if (!isValidCron(schedule)) {
+  // What a Kubernetes CronJob accepts (backup/schedule.ts), with the reason when not, e.g.
+  // "hour 25 is out of range 0-23"; the worker's loop and the stale-backup alert read it the same way.
+  const scheduleAllowed =
+    'a Kubernetes CronJob schedule in UTC: five fields such as "0 2 * * *" (names such as SUN or JAN allowed) or a macro such as @daily';
+  const scheduleHint = setPathHint("backup.schedule", "'0 2 * * *'");
+  const schedule = r.string(
+    "backup.schedule",
+    d.backup.schedule,
+    { test: () => true },
+    scheduleAllowed,
+    "'0 2 * * *'",
+  );
+  const scheduleCheck = checkCron(schedule);
+  if (!scheduleCheck.ok && typeof r.lookup("backup.schedule") === "string") {
     problems.add(
       "backup.schedule",
       schedule,
-      'a five-field cron expression in UTC, e.g. "0 2 * * *"',
-      setPathHint("backup.schedule", "'0 2 * * *'"),
+      `${scheduleAllowed}; here ${scheduleCheck.reason}`,
+      scheduleHint,
     );
   }
   const backup: BackupConfig = {
@@ -1298,7 +1370,7 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     ),
     image: d.backup.image,
   };
-  if (isValidCron(schedule)) {
+  if (scheduleCheck.ok) {
     const clashes = backupDaysLost(schedule, maintenance);
     if (clashes.length > 0) {
       const end = (maintenance.startHourUtc + maintenance.durationHours) % 24;

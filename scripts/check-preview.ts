@@ -1,5 +1,11 @@
 import * as fs from "node:fs";
-import { parseArgs } from "node:util";
+import {
+  describeArgProblem,
+  parseCommandLine,
+  usageError,
+  usageText,
+  type CommandSpec,
+} from "../backup/cliArgs";
 
 /**
  * `npm run -s check:preview -- <preview.json | -> [--allow <urn> ...]`
@@ -317,11 +323,28 @@ export function formatSummary(result: CheckResult): string {
   ].join("\n");
 }
 
-export const USAGE = `usage: npm run -s check:preview -- <preview.json | -> [--allow <urn> ...]
-  <preview.json>   what \`pulumi preview --json\` printed ("-" reads standard input)
-  --allow <urn>    let this resource's replacement or deletion through (exact URN; repeatable)
-  -h, --help       show this help
-Exit 0: no stateful resource is replaced or deleted; 1: some would be; 2: bad usage or input.`;
+export const CHECK_PREVIEW: CommandSpec = {
+  // Its messages have always been prefixed "check-preview:" (the file's name); CI logs are searched for it.
+  name: "check-preview",
+  invocation: "npm run -s check:preview --",
+  synopsis: "<preview.json | -> [--allow <urn> ...]",
+  description:
+    "Fails when `pulumi preview --json` plans to replace or delete a stateful resource (StatefulSets, volumes,\n" +
+    "namespaces, storage accounts, blob containers, the cluster and its pools, the resource group).",
+  positionals: [["<preview.json>", 'what `pulumi preview --json` printed ("-" reads standard input)']],
+  flags: {
+    "--allow": {
+      type: "string",
+      multiple: true,
+      value: "<urn>",
+      help: "let this resource's replacement or deletion through (exact URN)",
+    },
+  },
+  env: [],
+  exitCodes: "0 no stateful resource is replaced or deleted, 1 some would be, 2 bad usage or input",
+};
+
+export const USAGE = usageText(CHECK_PREVIEW);
 
 export interface Io {
   readFile: (path: string) => string;
@@ -332,32 +355,29 @@ export interface Io {
 
 /** The command line; returns the exit code. */
 export function run(argv: string[], io: Io): number {
-  let values: { allow?: string[]; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: { allow: { type: "string", multiple: true }, help: { type: "boolean", short: "h" } },
-      allowPositionals: true,
-      strict: true,
-    }));
-  } catch (err) {
-    io.err(`check-preview: ${err instanceof Error ? err.message : String(err)}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help === true) {
+  // Every positional is taken here so that a wrong count gets the message below, not the parser's.
+  const line = parseCommandLine(argv, CHECK_PREVIEW.flags, { maxPositionals: Infinity });
+  if (line.help) {
     io.out(USAGE);
     return 0;
   }
-  if (positionals.length !== 1) {
-    io.err(`check-preview: expected one preview file (or "-"), got ${positionals.length}\n${USAGE}`);
+  const problems = line.problems.map(describeArgProblem);
+  if (problems.length > 0) {
+    io.err(usageError(CHECK_PREVIEW, problems));
     return 2;
   }
-  const allow = values.allow ?? [];
+  const positionals = line.positionals;
+  if (positionals.length !== 1) {
+    io.err(usageError(CHECK_PREVIEW, [`expected one preview file (or "-"), got ${positionals.length}`]));
+    return 2;
+  }
+  const allow = line.values.get("--allow") ?? [];
   const notUrns = allow.filter((u) => typeFromUrn(u) === undefined);
   if (notUrns.length > 0) {
     io.err(
-      `check-preview: --allow takes a full URN (urn:pulumi:<stack>::<project>::<type>::<name>), not ${notUrns.map((u) => JSON.stringify(u)).join(", ")}\n${USAGE}`,
+      usageError(CHECK_PREVIEW, [
+        `--allow takes a full URN (urn:pulumi:<stack>::<project>::<type>::<name>), not ${notUrns.map((u) => JSON.stringify(u)).join(", ")}`,
+      ]),
     );
     return 2;
   }

@@ -3,11 +3,23 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { DataType, MilvusClient } from "@zilliz/milvus2-sdk-node";
+import {
+  describeArgProblem,
+  parseCommandLine,
+  processIo,
+  usageError,
+  usageText,
+  wholeNumber,
+  type CommandLine,
+  type CommandSpec,
+  type Io,
+} from "../backup/cliArgs";
 import { AzuriteServer, MilvusLiteServer, startAzurite, startMilvusLite } from "../tools/local-servers";
 import { createTestCa, startTlsTerminator, type TlsTerminator } from "../tools/tlsTerminator";
 
 /**
- * `npm run dr:drill -- [--rows 20000] [--dim 128] [--after-backup-seconds 2] [--json]`
+ * `npm run -s dr:drill -- [--rows 20000] [--dim 128] [--after-backup-seconds 2] [--json]` (DR_DRILL below
+ * is the full usage)
  *
  * A region loss on one machine: a "primary" Milvus Lite with seeded data and writes that keep coming,
  * a backup to Azurite taken by the worker CLI (the same command the CronJob runs), the primary killed
@@ -51,7 +63,8 @@ function check(
 ) {
   // @zilliz/milvus2-sdk-node signals failures in `status.code`; `error_code` can still read "Success".
   if (!status || (status.code ?? 0) !== 0) {
-    throw new Error(`${what} failed: ${status?.reason ?? "no status"} (code ${String(status?.code)})`);
+    if (!status) throw new Error(`${what} failed: Milvus returned no status`);
+    throw new Error(`${what} failed: ${status.reason || "no reason given"} (code ${status.code ?? "none"})`);
   }
 }
 
@@ -76,10 +89,12 @@ function worker(args: string[], env: Record<string, string>): Promise<unknown> {
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.stderr.on("data", (d: Buffer) => (err += d.toString()));
     child.on("error", reject);
-    child.on("close", (code) => {
+    child.on("close", (code, signal) => {
       if (code !== 0) {
         const last = err.trim().split("\n").pop() ?? "";
-        reject(new Error(`worker ${args[0] ?? ""} exited ${String(code)}: ${last}`));
+        // Killed by a signal, a process has no exit code: name the signal instead of "exited null".
+        const how = code === null ? `was killed by ${signal ?? "a signal"}` : `exited ${code}`;
+        reject(new Error(`worker ${args[0] ?? ""} ${how}: ${last}`));
         return;
       }
       try {
@@ -282,64 +297,79 @@ export async function runDrill(o: DrillOptions): Promise<DrillReport> {
   }
 }
 
-function parse(
-  argv: string[],
+export const DR_DRILL: CommandSpec = {
+  name: "dr:drill",
+  invocation: "npm run -s dr:drill --",
+  synopsis:
+    "[--rows <n>] [--dim <d>] [--after-backup-seconds <s>] [--write-batch <b>] [--write-interval-ms <ms>] [--json]",
+  description:
+    "A region loss on this machine: Milvus Lite (primary) with seeded rows and continuing writes, a backup to\n" +
+    "Azurite by the worker, the primary killed with SIGKILL, a fresh Milvus Lite restored from the newest backup.\n" +
+    "Prints the measured RPO and RTO. Starts and removes its own servers; needs no Azure account.",
+  flags: {
+    "--rows": { type: "string", value: "<n>", help: "rows seeded before the backup (default 20000)" },
+    "--dim": { type: "string", value: "<d>", help: "vector dimension (default 128)" },
+    "--after-backup-seconds": {
+      type: "string",
+      value: "<s>",
+      help: "seconds the primary keeps taking writes after the backup (default 2)",
+    },
+    "--write-batch": { type: "string", value: "<b>", help: "rows per continuing write (default 100)" },
+    "--write-interval-ms": { type: "string", value: "<ms>", help: "pause between writes (default 50)" },
+    "--json": { type: "boolean", help: "print the report as one JSON document" },
+  },
+  env: [],
+  exitCodes: "0 the drill ran, 1 it failed, 2 bad usage",
+};
+
+function optionsFrom(
+  line: CommandLine,
 ): { options: Omit<DrillOptions, "log">; json: boolean } | { problems: string[] } {
-  const options = { rows: 20000, dim: 128, afterBackupSeconds: 2, writeBatch: 100, writeIntervalMs: 50 };
-  const problems: string[] = [];
-  let json = false;
-  const numeric = new Map<string, keyof typeof options>([
-    ["--rows", "rows"],
-    ["--dim", "dim"],
-    ["--after-backup-seconds", "afterBackupSeconds"],
-    ["--write-batch", "writeBatch"],
-    ["--write-interval-ms", "writeIntervalMs"],
-  ]);
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv.at(i) ?? "";
-    const key = numeric.get(arg);
-    if (arg === "--json") json = true;
-    else if (key) {
-      const n = Number(argv.at(i + 1));
-      i++;
-      if (!Number.isInteger(n) || n < 1) problems.push(`${arg} must be a whole number >= 1`);
-      else options[key] = n;
-    } else problems.push(`unknown argument ${JSON.stringify(arg)}`);
+  const problems = line.problems.map(describeArgProblem);
+  const n = (flag: string, fallback: number) =>
+    wholeNumber(flag, line.values.get(flag)?.[0], 1, fallback, problems);
+  const options = {
+    rows: n("--rows", 20000),
+    dim: n("--dim", 128),
+    afterBackupSeconds: n("--after-backup-seconds", 2),
+    writeBatch: n("--write-batch", 100),
+    writeIntervalMs: n("--write-interval-ms", 50),
+  };
+  return problems.length > 0 ? { problems } : { options, json: line.flags.has("--json") };
+}
+
+/** Runs the command line; returns the exit code. */
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  const line = parseCommandLine(argv, DR_DRILL.flags);
+  if (line.help) {
+    io.out(usageText(DR_DRILL));
+    return 0;
   }
-  return problems.length > 0 ? { problems } : { options, json };
+  const parsed = optionsFrom(line);
+  if ("problems" in parsed) {
+    io.err(usageError(DR_DRILL, parsed.problems));
+    return 2;
+  }
+  try {
+    const r = await runDrill({ ...parsed.options, log: io.err });
+    if (parsed.json) io.out(JSON.stringify(r));
+    else {
+      io.out(`RPO: ${r.rpoRows} rows, ${r.rpoSeconds} s of acknowledged writes lost (backup ${r.backupId})`);
+      io.out(`RTO: ${r.rtoSeconds} s from failover start to ${r.restoredRows} verified rows`);
+      io.out(
+        `phases (s): ${Object.entries(r.phases)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(" ")}`,
+      );
+    }
+    return 0;
+  } catch (err) {
+    io.err(`dr:drill: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }
 }
 
 if (require.main === module) {
-  const parsed = parse(process.argv.slice(2));
-  if ("problems" in parsed) {
-    console.error(
-      `dr:drill: ${parsed.problems.join("; ")}\nusage: npm run dr:drill -- [--rows N] [--dim D] [--after-backup-seconds S] [--write-batch B] [--write-interval-ms MS] [--json]`,
-    );
-    process.exit(2);
-  }
-  runDrill({
-    ...parsed.options,
-    log: (l) => {
-      console.error(l);
-    },
-  }).then(
-    (r) => {
-      if (parsed.json) console.log(JSON.stringify(r));
-      else {
-        console.log(
-          `RPO: ${r.rpoRows} rows, ${r.rpoSeconds} s of acknowledged writes lost (backup ${r.backupId})`,
-        );
-        console.log(`RTO: ${r.rtoSeconds} s from failover start to ${r.restoredRows} verified rows`);
-        console.log(
-          `phases (s): ${Object.entries(r.phases)
-            .map(([k, v]) => `${k}=${v}`)
-            .join(" ")}`,
-        );
-      }
-    },
-    (err: unknown) => {
-      console.error(`dr:drill: ${err instanceof Error ? err.message : String(err)}`);
-      process.exit(1);
-    },
-  );
+  // The servers are stopped by runDrill; exit without waiting for the SDK's idle gRPC handles.
+  void main(process.argv.slice(2)).then((code) => process.exit(code));
 }

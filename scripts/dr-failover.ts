@@ -1,8 +1,19 @@
 import { spawnSync } from "node:child_process";
+import {
+  describeArgProblem,
+  parseCommandLine,
+  processIo,
+  usageError,
+  usageText,
+  wholeNumber,
+  type CommandLine,
+  type CommandSpec,
+  type Io,
+} from "../backup/cliArgs";
 
 /**
- * `npm run dr:failover -- --from prod --to dr [--collection <name> ...] [--max-age-hours 30]
- *   [--data-min-count 2] [--execute]`
+ * `npm run -s dr:failover -- --from prod --to dr [--collection <name> ...] [--max-age-hours 30]
+ *   [--data-min-count 2] [--execute]` (DR_FAILOVER below is the full usage)
  *
  * Fails Milvus over to the dr stack in the paired region. Dry-run by default: it reads the dr stack's
  * outputs and prints every command it would run. With `--execute` it runs them in order and stops at
@@ -48,49 +59,65 @@ export interface Step {
   refreshesOutputs?: boolean;
 }
 
-const USAGE =
-  "usage: npm run dr:failover -- --from <primary stack> --to <dr stack> [--collection <name> ...] " +
-  "[--max-age-hours <h>] [--data-min-count <n>] [--execute]";
+export const DR_FAILOVER: CommandSpec = {
+  name: "dr:failover",
+  invocation: "npm run -s dr:failover --",
+  synopsis:
+    "--from <primary stack> --to <dr stack> [--collection <name> ...] [--max-age-hours <h>] [--data-min-count <n>] [--execute]",
+  description:
+    "Fails Milvus over to the dr stack. Dry run by default: checks that the primary's backup firewall admits the\n" +
+    "dr cluster's subnet and prints every step. With --execute it runs them in order (config, commit and push,\n" +
+    "pulumi up, credentials, list/verify/restore Jobs in the dr cluster) and stops at the first failure.",
+  flags: {
+    "--from": { type: "string", value: "<stack>", help: "the primary stack that was lost (e.g. prod)" },
+    "--to": { type: "string", value: "<stack>", help: "the dr stack to fail over to (e.g. dr)" },
+    "--collection": {
+      type: "string",
+      multiple: true,
+      value: "<name>",
+      help: "collection to restore (default: every collection with a backup)",
+    },
+    "--max-age-hours": {
+      type: "string",
+      value: "<h>",
+      help: "refuse a newest backup older than this (default 30)",
+    },
+    "--data-min-count": {
+      type: "string",
+      value: "<n>",
+      help: "data nodes per zone the dr stack scales to (default 2)",
+    },
+    "--execute": { type: "boolean", help: "run the steps (without it: dry run, prints them)" },
+    "--dry-run": { type: "boolean", help: "print the steps only (the default)" },
+  },
+  env: [
+    [
+      "(none of its own)",
+      "the CLIs it runs read theirs: pulumi (PULUMI_ACCESS_TOKEN or PULUMI_BACKEND_URL,\n" +
+        "PULUMI_CONFIG_PASSPHRASE), az, kubelogin, git, and kubectl through restore-job (KUBECONFIG)",
+    ],
+  ],
+  exitCodes: "0 done (or dry run printed), 1 a check or step failed, 2 bad usage",
+};
 
 /** Parses the command line; every problem is reported at once. */
 export function parseFailoverArgs(argv: string[]): FailoverRequest | { problems: string[] } {
-  const problems: string[] = [];
+  return requestFrom(parseCommandLine(argv, DR_FAILOVER.flags));
+}
+
+function requestFrom(line: CommandLine): FailoverRequest | { problems: string[] } {
+  const problems = line.problems.map(describeArgProblem);
+  const value = (flag: string) => line.values.get(flag)?.[0];
   const req: FailoverRequest = {
-    from: "",
-    to: "",
-    collections: [],
-    maxAgeHours: 30,
-    dataMinCount: 2,
-    execute: false,
+    from: value("--from") ?? "",
+    to: value("--to") ?? "",
+    collections: line.values.get("--collection") ?? [],
+    maxAgeHours: wholeNumber("--max-age-hours", value("--max-age-hours"), 1, 30, problems),
+    dataMinCount: wholeNumber("--data-min-count", value("--data-min-count"), 1, 2, problems),
+    execute: line.flags.has("--execute"),
   };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv.at(i) ?? "";
-    const value = argv.at(i + 1);
-    const needsValue = ["--from", "--to", "--collection", "--max-age-hours", "--data-min-count"];
-    if (needsValue.includes(arg)) {
-      if (value === undefined || value.startsWith("--")) {
-        problems.push(`${arg} needs a value`);
-        continue;
-      }
-      i++;
-      if (arg === "--from") req.from = value;
-      else if (arg === "--to") req.to = value;
-      else if (arg === "--collection") req.collections.push(value);
-      else {
-        const n = Number(value);
-        if (!Number.isInteger(n) || n < 1)
-          problems.push(`${arg} must be a whole number >= 1, got ${JSON.stringify(value)}`);
-        else if (arg === "--max-age-hours") req.maxAgeHours = n;
-        else req.dataMinCount = n;
-      }
-    } else if (arg === "--execute") {
-      req.execute = true;
-    } else if (arg === "--dry-run") {
-      req.execute = false;
-    } else {
-      problems.push(`unknown argument ${JSON.stringify(arg)}`);
-    }
-  }
+  if (req.execute && line.flags.has("--dry-run"))
+    problems.push("--execute and --dry-run contradict each other; give one");
   if (!req.from) problems.push("--from is required (the primary stack, e.g. prod)");
   if (!req.to) problems.push("--to is required (the dr stack, e.g. dr)");
   if (req.from && req.from === req.to) problems.push("--from and --to must be different stacks");
@@ -301,7 +328,7 @@ export function clientInstructions(req: FailoverRequest, dr: StackOutputs, chose
   return lines;
 }
 
-type Runner = (command: string[]) => { status: number; stdout: string; stderr: string };
+export type Runner = (command: string[]) => { status: number; stdout: string; stderr: string };
 
 const run: Runner = (command) => {
   const [bin = "", ...args] = command;
@@ -384,20 +411,26 @@ export function failover(
   return 0;
 }
 
-if (require.main === module) {
-  const parsed = parseFailoverArgs(process.argv.slice(2));
+/** Runs the command line; returns the exit code. */
+export function main(argv: string[], io: Io = processIo, runner: Runner = run, now = new Date()): number {
+  const line = parseCommandLine(argv, DR_FAILOVER.flags);
+  if (line.help) {
+    io.out(usageText(DR_FAILOVER));
+    return 0;
+  }
+  const parsed = requestFrom(line);
   if ("problems" in parsed) {
-    console.error(`dr:failover: ${parsed.problems.join("; ")}\n${USAGE}`);
-    process.exit(2);
+    io.err(usageError(DR_FAILOVER, parsed.problems));
+    return 2;
   }
   try {
-    process.exit(
-      failover(parsed, run, new Date(), (l) => {
-        console.error(l);
-      }),
-    );
+    return failover(parsed, runner, now, io.err);
   } catch (err) {
-    console.error(`dr:failover: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(1);
+    io.err(`dr:failover: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
   }
+}
+
+if (require.main === module) {
+  process.exit(main(process.argv.slice(2)));
 }

@@ -5,9 +5,20 @@ import * as path from "node:path";
 import { promisify } from "node:util";
 import { DefaultAzureCredential } from "@azure/identity";
 import { BlobServiceClient, ContainerClient } from "@azure/storage-blob";
+import {
+  describeArgProblem,
+  parseCommandLine,
+  processIo,
+  usageError,
+  usageText,
+  type CommandLine,
+  type CommandSpec,
+  type Io,
+} from "../backup/cliArgs";
 
 /**
- * `npm run stack:export -- --stack prod --stack dr --account-url https://<acct>.blob.core.windows.net`
+ * `npm run -s stack:export -- --stack prod --stack dr --account-url https://<acct>.blob.core.windows.net`
+ * (STACK_EXPORT below is the full usage)
  *
  * Copies each stack's state (`pulumi stack export --show-secrets=false`: secret values stay encrypted
  * by the stack's secrets provider) and outputs (`pulumi stack output --json`: secrets print as
@@ -36,16 +47,57 @@ export const DEFAULT_CONTAINER = "pulumi-state-exports";
 export const DEFAULT_PREFIX = "stack-exports";
 export const DEFAULT_DRY_RUN_DIR = path.join("out", "stack-exports");
 
-export const USAGE = `usage: npm run stack:export -- --stack <name> [--stack <name> ...] [options]
-  --stack <name>        stack to export (repeatable; "org/project/stack" or a bare stack name)
-  --account-url <url>   blob endpoint of the export account, https://<account>.blob.core.windows.net
-                        (env STACK_EXPORT_ACCOUNT_URL; required unless --dry-run)
-  --container <name>    container for the exports (env STACK_EXPORT_CONTAINER; default ${DEFAULT_CONTAINER})
-  --prefix <path>       blob name prefix (default ${DEFAULT_PREFIX})
-  --out-dir <dir>       also write the files here (default ${DEFAULT_DRY_RUN_DIR} with --dry-run)
-  --dry-run             export and write locally; upload nothing
-  --pulumi <path>       Pulumi CLI to run (env PULUMI_BIN; default pulumi)
-  --cwd <dir>           project directory the CLI runs in (default: the current directory)`;
+export const STACK_EXPORT: CommandSpec = {
+  name: "stack:export",
+  invocation: "npm run -s stack:export --",
+  synopsis: "--stack <name> [--stack <name> ...] [--account-url <url>] [flags]",
+  description:
+    "Copies each stack's state (pulumi stack export --show-secrets=false) and outputs to a blob container in the\n" +
+    "paired region as <prefix>/<stack>/<UTC timestamp>/{state,outputs,manifest}.json, never overwriting a blob.\n" +
+    "A failing stack does not stop the others.",
+  flags: {
+    "--stack": {
+      type: "string",
+      multiple: true,
+      value: "<name>",
+      help: 'stack to export ("org/project/stack" or a bare stack name)',
+    },
+    "--account-url": {
+      type: "string",
+      value: "<url>",
+      help: "blob endpoint of the export account, https://<account>.blob.core.windows.net\n(required unless --dry-run)",
+    },
+    "--container": {
+      type: "string",
+      value: "<name>",
+      help: `container for the exports (default ${DEFAULT_CONTAINER})`,
+    },
+    "--prefix": { type: "string", value: "<path>", help: `blob name prefix (default ${DEFAULT_PREFIX})` },
+    "--out-dir": {
+      type: "string",
+      value: "<dir>",
+      help: `also write the files here (default ${DEFAULT_DRY_RUN_DIR} with --dry-run)`,
+    },
+    "--dry-run": { type: "boolean", help: "export and write locally; upload nothing" },
+    "--pulumi": { type: "string", value: "<path>", help: "Pulumi CLI to run (default pulumi)" },
+    "--cwd": {
+      type: "string",
+      value: "<dir>",
+      help: "project directory the CLI runs in (default: the current directory)",
+    },
+  },
+  env: [
+    ["STACK_EXPORT_ACCOUNT_URL", "default of --account-url"],
+    ["STACK_EXPORT_CONTAINER", "default of --container"],
+    ["PULUMI_BIN", "default of --pulumi"],
+    ["PULUMI_ACCESS_TOKEN, PULUMI_BACKEND_URL", "read by the Pulumi CLI to reach the state backend"],
+    [
+      "AZURE_CLIENT_ID, AZURE_TENANT_ID, ...",
+      "read by DefaultAzureCredential for the upload (in CI the OIDC login, locally `az login`)",
+    ],
+  ],
+  exitCodes: "0 every stack exported, 1 some stack failed, 2 bad usage",
+};
 
 const STACK_NAME = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+){0,2}$/;
 /** Azure container names: 3-63 chars, lower-case letters, digits and single hyphens, alphanumeric ends. */
@@ -57,39 +109,18 @@ export function parseArgs(
   argv: string[],
   env: Record<string, string | undefined> = process.env,
 ): { options: ExportOptions } | { problems: string[] } {
-  const problems: string[] = [];
-  const stacks: string[] = [];
-  const single: Record<string, string | undefined> = {};
-  let dryRun = false;
-  const valueFlags = ["--account-url", "--container", "--prefix", "--out-dir", "--pulumi", "--cwd"];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? "";
-    const eq = arg.indexOf("=");
-    const flag = arg.startsWith("--") && eq > 0 ? arg.slice(0, eq) : arg;
-    const inline = arg.startsWith("--") && eq > 0 ? arg.slice(eq + 1) : undefined;
-    const takeValue = (): string | undefined => {
-      if (inline !== undefined) return inline;
-      const next = i + 1 < argv.length ? argv[i + 1] : undefined;
-      if (next === undefined || next.startsWith("--")) {
-        problems.push(`${flag} needs a value.`);
-        return undefined;
-      }
-      i++;
-      return next;
-    };
-    if (flag === "--dry-run") {
-      dryRun = true;
-    } else if (flag === "--stack") {
-      const v = takeValue();
-      if (v !== undefined) stacks.push(v);
-    } else if (valueFlags.includes(flag)) {
-      const v = takeValue();
-      if (v !== undefined) single[flag] = v;
-    } else {
-      problems.push(`unknown argument ${JSON.stringify(arg)}; see --help.`);
-    }
-  }
+  return optionsFrom(parseCommandLine(argv, STACK_EXPORT.flags), env);
+}
 
+function optionsFrom(
+  line: CommandLine,
+  env: Record<string, string | undefined>,
+): { options: ExportOptions } | { problems: string[] } {
+  // This command's problems are sentences; the parser's get the same full stop.
+  const problems = line.problems.map((p) => `${describeArgProblem(p)}.`);
+  const stacks = line.values.get("--stack") ?? [];
+  const single = (flag: string) => line.values.get(flag)?.[0];
+  const dryRun = line.flags.has("--dry-run");
   if (stacks.length === 0)
     problems.push("no stack given; pass --stack <name> (e.g. --stack prod), once per stack.");
   for (const s of stacks) {
@@ -99,7 +130,7 @@ export function parseArgs(
       );
     }
   }
-  const accountUrl = single["--account-url"] ?? env.STACK_EXPORT_ACCOUNT_URL;
+  const accountUrl = single("--account-url") ?? env.STACK_EXPORT_ACCOUNT_URL;
   if (accountUrl === undefined || accountUrl === "") {
     if (!dryRun) {
       problems.push(
@@ -121,13 +152,13 @@ export function parseArgs(
       );
     }
   }
-  const container = single["--container"] ?? env.STACK_EXPORT_CONTAINER ?? DEFAULT_CONTAINER;
+  const container = single("--container") ?? env.STACK_EXPORT_CONTAINER ?? DEFAULT_CONTAINER;
   if (!CONTAINER_NAME.test(container)) {
     problems.push(
       `--container ${JSON.stringify(container)} is not a valid container name; use 3-63 lower-case letters, digits and single hyphens, starting and ending with a letter or digit.`,
     );
   }
-  const prefix = single["--prefix"] ?? DEFAULT_PREFIX;
+  const prefix = single("--prefix") ?? DEFAULT_PREFIX;
   if (!PREFIX.test(prefix)) {
     problems.push(
       `--prefix ${JSON.stringify(prefix)} is invalid; use path segments of letters, digits, "-", "_", "." separated by "/".`,
@@ -140,10 +171,10 @@ export function parseArgs(
       accountUrl: accountUrl === "" ? undefined : accountUrl,
       container,
       prefix,
-      outDir: single["--out-dir"] ?? (dryRun ? DEFAULT_DRY_RUN_DIR : undefined),
+      outDir: single("--out-dir") ?? (dryRun ? DEFAULT_DRY_RUN_DIR : undefined),
       dryRun,
-      pulumi: single["--pulumi"] ?? env.PULUMI_BIN ?? "pulumi",
-      cwd: single["--cwd"] ?? process.cwd(),
+      pulumi: single("--pulumi") ?? env.PULUMI_BIN ?? "pulumi",
+      cwd: single("--cwd") ?? process.cwd(),
     },
   };
 }
@@ -294,18 +325,21 @@ export async function run(
   return { failures };
 }
 
-async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  if (argv.includes("--help") || argv.includes("-h")) {
-    console.log(USAGE);
-    return;
+/** Runs the command line; returns the exit code. */
+export async function main(
+  argv: string[],
+  io: Io = processIo,
+  env: Record<string, string | undefined> = process.env,
+): Promise<number> {
+  const line = parseCommandLine(argv, STACK_EXPORT.flags);
+  if (line.help) {
+    io.out(usageText(STACK_EXPORT));
+    return 0;
   }
-  const parsed = parseArgs(argv);
+  const parsed = optionsFrom(line, env);
   if ("problems" in parsed) {
-    console.error(
-      `stack:export: ${parsed.problems.length} problem(s):\n  - ${parsed.problems.join("\n  - ")}\n\n${USAGE}`,
-    );
-    process.exit(2);
+    io.err(usageError(STACK_EXPORT, parsed.problems));
+    return 2;
   }
   const { options } = parsed;
   const container =
@@ -314,18 +348,22 @@ async function main(): Promise<void> {
       : new BlobServiceClient(options.accountUrl, new DefaultAzureCredential()).getContainerClient(
           options.container,
         );
-  const { failures } = await run(options, container);
+  const { failures } = await run(options, container, undefined, io.out);
   if (failures.length > 0) {
-    console.error(
+    io.err(
       `stack:export: ${failures.length} of ${options.stacks.length} stack(s) failed:\n  - ${failures.join("\n  - ")}`,
     );
-    process.exit(1);
+    return 1;
   }
+  return 0;
 }
 
 if (require.main === module) {
-  main().catch((err: unknown) => {
-    console.error(`stack:export failed: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(1);
-  });
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      console.error(`stack:export failed: ${err instanceof Error ? err.message : String(err)}`);
+      process.exit(1);
+    },
+  );
 }

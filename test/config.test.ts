@@ -210,10 +210,29 @@ describe("stack configuration", () => {
     });
   });
 
-  it("validates cron expressions", () => {
-    for (const ok of ["0 2 * * *", "*/15 * * * *", "0 0-6/2 * * 1-5", "30 1 1,15 * *"])
+  it("validates cron expressions as a Kubernetes CronJob does", () => {
+    // Names, "?" and the macros are Kubernetes schedules too (test/libraries.test.ts has the details).
+    for (const ok of [
+      "0 2 * * *",
+      "*/15 * * * *",
+      "0 0-6/2 * * 1-5",
+      "30 1 1,15 * *",
+      "@daily",
+      "0 2 * * MON",
+      "0 2 * * SUN",
+      "0 2 * * ?",
+    ])
       assert.equal(isValidCron(ok), true, ok);
-    for (const bad of ["0 2 * *", "60 2 * * *", "0 24 * * *", "@daily", "0 2 * * MON", "0 2 32 * *"]) {
+    for (const bad of [
+      "0 2 * *",
+      "60 2 * * *",
+      "0 24 * * *",
+      "0 2 32 * *",
+      "0 2 * * 7",
+      "@every 1h",
+      "TZ=UTC 0 2 * * *",
+      "0 0 2 * * *",
+    ]) {
       assert.equal(isValidCron(bad), false, bad);
     }
   });

@@ -102,10 +102,11 @@ describe("dr:failover", () => {
       execute: false,
     });
     assert.deepEqual(parseFailoverArgs(["--to", "--max-age-hours", "0", "--oops"]), {
+      // Problems of the command line itself come first, in argument order, then those of the values.
       problems: [
         "--to needs a value",
+        'unknown flag "--oops"',
         '--max-age-hours must be a whole number >= 1, got "0"',
-        'unknown argument "--oops"',
         "--from is required (the primary stack, e.g. prod)",
         "--to is required (the dr stack, e.g. dr)",
       ],

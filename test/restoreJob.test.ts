@@ -1,5 +1,12 @@
 import * as assert from "node:assert/strict";
+import * as yaml from "js-yaml";
+import { stackResourceGroupName } from "../components/naming";
+import { kubernetesObjects, renderStack, type RenderResult } from "../tools/offline-runtime";
 import {
+  clusterContext,
+  clusterResourceGroup,
+  type Kubectl,
+  main,
   parseRestoreArgs,
   RestoreRequest,
   restoreArgs,
@@ -83,7 +90,7 @@ describe("restore-job", () => {
     const res = parseRestoreArgs(["--target", "1bad-name", "--bogus", "--timeout", "5"]);
     assert.ok("problems" in res);
     assert.deepEqual(res.problems, [
-      'unknown argument "--bogus"',
+      'unknown flag "--bogus"',
       "--stack is required (the Pulumi stack whose cluster runs the Job, e.g. prod or dr)",
       "--backup is required (a backup id from `npm run -s restore-job -- --command list`)",
       '--target "1bad-name" is not a valid Milvus collection name',
@@ -187,5 +194,148 @@ describe("restore-job", () => {
     const logs = '{"level":"info","msg":"listing"}\n{"backups":[{"backupId":"b1"}]}\n';
     assert.equal(listedDocument(logs), '{"backups":[{"backupId":"b1"}]}');
     assert.equal(listedDocument('{"level":"error"}\n'), undefined);
+  });
+
+  describe("the stack's cluster and the offline dry run", () => {
+    let prod: RenderResult;
+    before(async () => {
+      prod = await renderStack("prod");
+    });
+
+    /** A stand-in kubectl: knows the contexts given, records every call, and runs a Job to success. */
+    function fakeKubectl(contexts: string[]) {
+      const calls: string[][] = [];
+      const kubectl: Kubectl = (args) => {
+        calls.push(args);
+        const ok = (stdout: string) => ({ status: 0, stdout, stderr: "" });
+        if (args[0] === "config") {
+          const ctx = args[2] ?? "";
+          return contexts.includes(ctx)
+            ? ok(`${ctx}\n`)
+            : { status: 1, stdout: "", stderr: `error: context ${ctx} not found` };
+        }
+        const verb = args[4];
+        if (verb === "get" && args[5] === "cronjob") return ok(JSON.stringify(cronJob));
+        if (verb === "create") return ok("job.batch/x created");
+        if (verb === "get" && args[5] === "job") return ok("1/");
+        if (verb === "logs") return ok('{"event":"restore.done"}\n');
+        return { status: 1, stdout: "", stderr: `unexpected kubectl ${args.join(" ")}` };
+      };
+      return { kubectl, calls };
+    }
+
+    async function run(argv: string[], kubectl: Kubectl) {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await main(argv, {
+        out: (l) => out.push(l),
+        err: (l) => err.push(l),
+        kubectl,
+        now: () => new Date("2026-11-25T10:20:30Z"),
+        sleep: () => Promise.resolve(),
+      });
+      return { code, out: out.join("\n"), err: err.join("\n") };
+    }
+
+    it("derives the cluster's context and resource group from the stack as the program names them", () => {
+      for (const stack of ["prod", "dr", "staging", "dev"]) {
+        assert.equal(clusterResourceGroup(stack), stackResourceGroupName(stack));
+      }
+      const cluster = prod.resources.find((r) => r.type === "azure-native:containerservice:ManagedCluster");
+      assert.equal(cluster?.inputs.resourceName, clusterContext("prod"));
+      assert.equal(clusterContext("prod"), "milvus-prod-aks");
+    });
+
+    it("--stack runs every kubectl call in the stack's cluster, never kubectl's current context", async () => {
+      const { kubectl, calls } = fakeKubectl(["milvus-prod-aks", "milvus-dr-aks"]);
+      const r = await run(["--stack", "prod", "--backup", "b1"], kubectl);
+      assert.equal(r.code, 0, r.err);
+      assert.equal(r.out, "restore-job: Job milvus-restore-20261125102030 succeeded: backup b1 restored");
+      assert.deepEqual(calls[0], ["config", "get-contexts", "milvus-prod-aks", "-o", "name"]);
+      assert.ok(calls.length >= 5);
+      for (const c of calls.slice(1))
+        assert.deepEqual(c.slice(0, 4), ["--context", "milvus-prod-aks", "-n", "milvus"]);
+      // --context overrides the derived one.
+      const other = fakeKubectl(["my-prod"]);
+      assert.equal(
+        (await run(["--stack", "prod", "--backup", "b1", "--context", "my-prod"], other.kubectl)).code,
+        0,
+      );
+      assert.deepEqual(other.calls[1]?.slice(0, 2), ["--context", "my-prod"]);
+    });
+
+    it("refuses a stack whose context is not in the kubeconfig and says how to get it", async () => {
+      const { kubectl, calls } = fakeKubectl(["milvus-dev-aks"]);
+      const r = await run(["--stack", "prod", "--backup", "b1"], kubectl);
+      assert.equal(r.code, 1);
+      assert.equal(
+        r.err,
+        "restore-job: no kube context milvus-prod-aks for stack prod in the kubeconfig; run " +
+          "`az aks get-credentials -g milvus-prod-rg -n milvus-prod-aks` and `kubelogin convert-kubeconfig -l azurecli` " +
+          "(user credentials, never --admin), or pass --context",
+      );
+      assert.equal(calls.length, 1, "nothing is created anywhere");
+    });
+
+    it("--dry-run builds the Job from the offline render of the stack without any cluster", async () => {
+      const noCluster: Kubectl = (args) => {
+        throw new Error(`a dry run ran kubectl ${args.join(" ")}`);
+      };
+      const r = await run(
+        ["--stack", "prod", "--backup", "b1", "--target", "docs_check", "--dry-run"],
+        noCluster,
+      );
+      assert.equal(r.code, 0, r.err);
+      assert.match(
+        r.err,
+        /dry run: Job built from the offline render of stack prod .*kube context milvus-prod-aks/,
+      );
+      const job = yaml.load(r.out) as {
+        kind: string;
+        metadata: { name: string; namespace: string };
+        spec: {
+          template: { spec: { serviceAccountName: string; containers: { image: string; args: string[] }[] } };
+        };
+      };
+      const rendered = kubernetesObjects(prod).find(
+        (o) =>
+          o.inputs.kind === "CronJob" && (o.inputs.metadata as { name: string }).name === "milvus-backup",
+      );
+      assert.ok(rendered);
+      const expected = restoreJobFromCronJob(
+        rendered.inputs,
+        parseRestoreArgs(["--stack", "prod", "--backup", "b1", "--target", "docs_check"]) as RestoreRequest,
+        new Date("2026-11-25T10:20:30Z"),
+      );
+      assert.deepEqual(job, JSON.parse(JSON.stringify(expected)));
+      assert.equal(job.kind, "Job");
+      assert.equal(job.metadata.namespace, "milvus");
+      assert.equal(job.spec.template.spec.serviceAccountName, "milvus-backup");
+      assert.deepEqual(job.spec.template.spec.containers[0]?.args, [
+        "restore",
+        "--backup",
+        "b1",
+        "--target",
+        "docs_check",
+      ]);
+      const missing = await run(["--stack", "nosuch", "--backup", "b1", "--dry-run"], noCluster);
+      assert.deepEqual(missing, {
+        code: 1,
+        out: "",
+        err: "restore-job: no stack file Pulumi.nosuch.yaml to render stack nosuch from",
+      });
+    });
+
+    it("prints one usage line naming every problem, exit code 2", async () => {
+      const { kubectl, calls } = fakeKubectl([]);
+      assert.deepEqual(await run(["--stack", "prod", "--bogus=x"], kubectl), {
+        code: 2,
+        out: "",
+        err:
+          'restore-job: unknown flag "--bogus" (its value is not shown); --backup is required (a backup id from ' +
+          "`npm run -s restore-job -- --command list`) (see `npm run -s restore-job -- --help`)",
+      });
+      assert.deepEqual(calls, []);
+    });
   });
 });

@@ -108,7 +108,7 @@ describe("stack:export argument parsing", () => {
       ),
       {
         problems: [
-          'unknown argument "--verbose"; see --help.',
+          'unknown flag "--verbose".',
           "--prefix needs a value.",
           '--stack "a b" is not a stack name; use letters, digits, "-", "_", "." as "stack" or "org/project/stack".',
           '--account-url "http://st.blob.core.windows.net" is not an https URL; use https://<account>.blob.core.windows.net (http only for a loopback emulator).',

@@ -1,5 +1,6 @@
 /** Pure parts of the backup worker: retention rules, cron, the chunk codec, logging and redaction. */
 import * as assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { BackupListing } from "../backup/catalog";
@@ -66,7 +67,9 @@ describe("worker cron schedule", function () {
 
   it("rejects malformed expressions with the reason", function () {
     assert.throws(() => parseCron("0 2 * *"), /it has 4 fields/);
-    assert.throws(() => parseCron("0 25 * * *"), /hour "25" is outside 0-23/);
+    assert.throws(() => parseCron("0 25 * * *"), /hour 25 is out of range 0-23/);
+    assert.throws(() => parseCron("0 2 * * 7"), /day of week 7 is out of range 0-6/);
+    assert.throws(() => parseCron("@every 1h"), /@every is not accepted here/);
     assert.throws(() => parseCron("x * * * *"), /minute "x" is not a number, range, list or step/);
     assert.throws(() => nextRun(parseCron("0 0 31 2 *"), now), /never matches a date/);
   });
@@ -96,6 +99,180 @@ describe("worker cron schedule", function () {
     );
     assert.ok(events.at(-1)?.includes('"event":"schedule.stopped"'));
     assert.equal(process.listenerCount("SIGUSR2"), 0, "signal handlers are removed");
+  });
+});
+
+describe("worker schedule stops", function () {
+  const quietLog = (lines: string[]) => new Log({ write: (s) => (lines.push(s), true) });
+  const events = (lines: string[]) => lines.map((l) => (JSON.parse(l) as { event: string }).event);
+
+  it("when the parent that started it exits, if started by a package manager script", async function () {
+    const lines: string[] = [];
+    let parent = 4242;
+    const loop = scheduleLoop(
+      parseCron("0 3 29 2 *"),
+      { run: () => Promise.resolve(), parentPid: () => parent },
+      quietLog(lines),
+      [],
+      { stopWhenOrphaned: true },
+    );
+    await new Promise((r) => setTimeout(r, 700));
+    assert.deepEqual(events(lines), ["schedule.next"], "same parent: still waiting");
+    parent = 1;
+    await loop;
+    assert.deepEqual(events(lines), [
+      "schedule.next",
+      "schedule.parent-exited",
+      "schedule.stopping",
+      "schedule.stopped",
+    ]);
+    assert.match(lines[2] ?? "", /"signal":"parent-exited"/);
+  });
+
+  it("not when its parent exits otherwise (nohup), and on the CLI's abort signal", async function () {
+    const lines: string[] = [];
+    let parent = 4242;
+    const stop = new AbortController();
+    const loop = scheduleLoop(
+      parseCron("0 3 29 2 *"),
+      { run: () => Promise.resolve(), parentPid: () => parent },
+      quietLog(lines),
+      [],
+      { stopWhenOrphaned: false, signal: stop.signal },
+    );
+    parent = 1;
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.deepEqual(events(lines), ["schedule.next"]);
+    stop.abort("SIGTERM");
+    await loop;
+    assert.deepEqual(events(lines), ["schedule.next", "schedule.stopping", "schedule.stopped"]);
+    assert.match(lines[1] ?? "", /"signal":"abort","waitingForRun":false,"reason":"SIGTERM"/);
+  });
+});
+
+describe("worker schedule under npm (real processes)", function () {
+  // ts-node compiles the worker at start: allow for a slow, shared machine.
+  this.timeout(180_000);
+  const root = path.join(__dirname, "..");
+  // Never due during the test (the next 29 February 03:00 UTC), and nothing is contacted before it.
+  const scheduleArgs = [
+    "schedule",
+    "--cron",
+    "0 3 29 2 *",
+    "--collection",
+    "docs",
+    "--container",
+    "backups",
+    "--storage-connection-string",
+    "UseDevelopmentStorage=true",
+    "--milvus-address",
+    "127.0.0.1:9",
+  ];
+  const started: number[] = [];
+
+  /** Direct children of a process, from /proc (Linux). */
+  function childrenOf(pid: number): number[] {
+    return fs
+      .readdirSync("/proc")
+      .filter((d) => /^\d+$/.test(d))
+      .filter((d) => {
+        try {
+          const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
+          return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid;
+        } catch {
+          return false;
+        }
+      })
+      .map(Number);
+  }
+  /** Still running: exists and is not a zombie (an orphan's exit is reaped by init, not by us). */
+  const alive = (pid: number) => {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+      return !["Z", "X"].includes(stat.charAt(stat.lastIndexOf(")") + 2));
+    } catch {
+      return false;
+    }
+  };
+
+  /** Starts a command and waits until the worker has logged its next run. */
+  async function startScheduled(command: string, args: string[], env: NodeJS.ProcessEnv) {
+    const child = spawn(command, args, { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+    if (child.pid !== undefined) started.push(child.pid);
+    let stderr = "";
+    child.stdout.resume();
+    child.stderr.on("data", (b: Buffer) => {
+      stderr += b.toString();
+    });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      child.on("close", (code, signal) => {
+        resolve({ code, signal });
+      });
+    });
+    /** Resolves once every process holding the output pipes has exited; fails 15 s after it is asked. */
+    const closed = () =>
+      Promise.race([
+        exited,
+        new Promise<never>((_, reject) => {
+          setTimeout(() => {
+            reject(new Error(`still running 15 s after SIGTERM:\n${stderr}`));
+          }, 15_000).unref();
+        }),
+      ]);
+    const deadline = Date.now() + 150_000;
+    while (!stderr.includes('"event":"schedule.next"')) {
+      if (Date.now() > deadline || child.exitCode !== null)
+        assert.fail(`the worker did not start:\n${stderr}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const worker = childrenOf(child.pid ?? -1);
+    started.push(...worker);
+    return { child, closed, worker, stderr: () => stderr };
+  }
+
+  afterEach(function () {
+    // Only what this test started, by pid.
+    for (const pid of started.splice(0)) if (alive(pid)) process.kill(pid, "SIGKILL");
+  });
+
+  it("exits 0 promptly on SIGTERM sent to npm (npm forwards it to the worker)", async function () {
+    const run = await startScheduled("npm", ["run", "-s", "worker", "--", ...scheduleArgs], process.env);
+    // The script execs ts-node: npm's one child is the worker itself, not a shell.
+    assert.equal(run.worker.length, 1);
+    const sent = Date.now();
+    run.child.kill("SIGTERM");
+    const { code, signal } = await run.closed();
+    const took = Date.now() - sent;
+    assert.deepEqual({ code, signal }, { code: 0, signal: null }, run.stderr());
+    assert.ok(took < 10_000, `took ${took} ms`);
+    assert.match(run.stderr(), /"event":"schedule.stopping","signal":"SIGTERM","waitingForRun":false/);
+    assert.match(run.stderr(), /"event":"schedule.stopped"/);
+    assert.equal(alive(run.worker[0] ?? -1), false, "no worker left running");
+  });
+
+  it("stops when npm's shell dies of the SIGTERM without passing it on", async function () {
+    // What `npm run` does without exec: a shell (dash) that waits for the worker; npm forwards SIGTERM to
+    // that shell only, the shell dies of it and the worker is left behind with a new parent.
+    const shell = `"${process.execPath}" -r ts-node/register/transpile-only backup/cli.ts "$@"; exit $?`;
+    const run = await startScheduled("/bin/sh", ["-c", shell, "sh", ...scheduleArgs], {
+      ...process.env,
+      npm_lifecycle_event: "worker",
+    });
+    assert.equal(run.worker.length, 1);
+    const worker = run.worker[0] ?? -1;
+    assert.notEqual(worker, run.child.pid, "the shell did not exec the worker");
+    const sent = Date.now();
+    run.child.kill("SIGTERM");
+    // "close" comes once the worker, which holds the pipes, has exited too.
+    const { signal } = await run.closed();
+    const took = Date.now() - sent;
+    assert.equal(signal, "SIGTERM", "the shell died of the signal");
+    assert.ok(took < 10_000, `took ${took} ms`);
+    assert.match(run.stderr(), /"event":"schedule.parent-exited"/);
+    assert.match(run.stderr(), /"event":"schedule.stopping","signal":"parent-exited","waitingForRun":false/);
+    assert.match(run.stderr(), /"event":"schedule.stopped"/);
+    assert.doesNotMatch(run.stderr(), /^error:/m);
+    assert.equal(alive(worker), false, "no worker left running");
   });
 });
 
@@ -281,6 +458,7 @@ describe("worker container build", function () {
       "@azure/identity",
       "@azure/storage-blob",
       "@zilliz/milvus2-sdk-node",
+      "cron-parser",
     ]);
     for (const [name, version] of Object.entries(worker.dependencies))
       assert.equal(version, root.dependencies[name], name);

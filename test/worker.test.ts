@@ -512,7 +512,8 @@ describe("backup worker against Milvus Lite and Azurite", function () {
         ],
         [
           ["schedule", "--cron", "61 * * * *", "--collection", "a"],
-          'error: --cron "61 * * * *" is not a valid cron expression: minute "61" is outside 0-59. Expected 5 fields, e.g. "0 2 * * *" (02:00 UTC daily)',
+          // Worded by backup/schedule.ts (cron-parser since the schedule rework).
+          'error: --cron "61 * * * *" is not a valid cron expression: minute 61 is out of range 0-59. Expected 5 fields, e.g. "0 2 * * *" (02:00 UTC daily)',
         ],
       ];
       for (const [args, message] of cases) {
@@ -587,6 +588,14 @@ describe("backup worker against Milvus Lite and Azurite", function () {
         lastLine(v.stderr),
         /backup nope-20260101T000000Z-000000 not found in .*; run `list` to see the available backups/,
       );
+      // verify of a backup that does not exist says so, not that it "failed verification".
+      const missing = await runCli(["verify", "--backup", "nope-20260101T000000Z-000000"], s.env);
+      assert.equal(missing.code, 1);
+      assert.match(
+        lastLine(missing.stderr),
+        /^error: backup nope-20260101T000000Z-000000 not found in .*; run `list` to see the available backups$/,
+      );
+      assert.doesNotMatch(missing.stderr, /failed verification/);
     });
 
     it("prints help for every command", async function () {

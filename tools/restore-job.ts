@@ -1,10 +1,22 @@
 import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import * as yaml from "js-yaml";
+import {
+  describeArgProblem,
+  parseCommandLine,
+  processIo,
+  usageError,
+  usageText,
+  type CommandLine,
+  type CommandSpec,
+  type Io,
+} from "../backup/cliArgs";
 
 /**
- * `npm run restore-job -- --stack <stack> [--command restore|verify|list] --backup <id> [--target <name>]
+ * `npm run -s restore-job -- --stack <stack> [--command restore|verify|list] --backup <id> [--target <name>]
  *   [--drop-existing] [--index-fallback <type>] [--namespace milvus] [--context <kubectl context>]
- *   [--storage-account-url <url> --container <name>] [--dry-run]`
+ *   [--storage-account-url <url> --container <name>] [--dry-run]` (RESTORE_JOB below is the full usage)
  *
  * Creates a one-off Job from the backup CronJob's own pod template (same image, identity, Secret,
  * network policy and node placement), with the worker's `restore` (or `verify`, or `list --json`)
@@ -40,60 +52,130 @@ export interface RestoreRequest {
   timeoutSeconds: number;
 }
 
-const USAGE =
-  "usage: npm run restore-job -- --stack <stack> [--command restore|verify|list] --backup <backupId> [--target <collection>] [--drop-existing] " +
-  "[--index-fallback <indexType>] [--namespace milvus] [--cronjob milvus-backup] [--context <kube-context>] " +
-  "[--storage-account-url <https://account-secondary.blob.core.windows.net/> --container <name>] " +
-  "[--timeout <seconds>] [--dry-run]";
+export const RESTORE_JOB: CommandSpec = {
+  name: "restore-job",
+  invocation: "npm run -s restore-job --",
+  synopsis:
+    "--stack <stack> [--command restore|verify|list] --backup <backupId> [--target <collection>] [--drop-existing] " +
+    "[--index-fallback <indexType>] [--context <kube-context>] [--storage-account-url <url> --container <name>] [--dry-run]",
+  description:
+    "Runs the worker's restore (or verify, or list --json) as a one-off Job in the stack's cluster, built from the\n" +
+    "backup CronJob's own pod template (same image, workload identity, Secret, CA and network policy), waits for it\n" +
+    "and prints the result. The Blob data plane is reached from the cluster's subnet, never from this machine.",
+  flags: {
+    "--stack": {
+      type: "string",
+      value: "<stack>",
+      help: "the stack whose cluster runs the Job (prod, dr, ...); selects the kube context milvus-<stack>-aks",
+    },
+    "--command": {
+      type: "string",
+      value: "restore|verify|list",
+      help: "worker command to run (default restore)",
+    },
+    "--backup": {
+      type: "string",
+      value: "<backupId>",
+      help: "backup to restore or verify (ids: --command list)",
+    },
+    "--target": {
+      type: "string",
+      value: "<collection>",
+      help: "restore under this name instead of the original",
+    },
+    "--drop-existing": { type: "boolean", help: "replace an existing collection of the target name" },
+    "--index-fallback": {
+      type: "string",
+      value: "<indexType>",
+      help: "index type to use where the captured one is rejected",
+    },
+    "--namespace": { type: "string", value: "<name>", help: "namespace of the CronJob (default milvus)" },
+    "--cronjob": {
+      type: "string",
+      value: "<name>",
+      help: "CronJob whose pod template is copied (default milvus-backup)",
+    },
+    "--context": {
+      type: "string",
+      value: "<kube-context>",
+      help: "kube context to use instead of the stack's milvus-<stack>-aks",
+    },
+    "--storage-account-url": {
+      type: "string",
+      value: "<url>",
+      help: "blob endpoint to read instead of the CronJob's account\n(a dr stack: the restoreSourceBlobEndpoint output)",
+    },
+    "--container": {
+      type: "string",
+      value: "<name>",
+      help: "backup container at that endpoint (restoreSourceContainerName)",
+    },
+    "--timeout": {
+      type: "string",
+      value: "<seconds>",
+      help: "the Job's deadline (default 21600, at least 60)",
+    },
+    "--dry-run": {
+      type: "boolean",
+      help: "print the Job, built from the offline render of the stack (no cluster needed), and exit",
+    },
+  },
+  env: [
+    ["KUBECONFIG", "kubeconfig holding the stack's context (kubectl's default: ~/.kube/config)"],
+    ["MILVUS_AKS_TODAY", "with --dry-run: YYYY-MM-DD the offline render judges the Kubernetes calendar at"],
+  ],
+  exitCodes: "0 the Job succeeded (or --dry-run printed it), 1 it failed or could not be run, 2 bad usage",
+};
+
+const STACK_NAME = /^[A-Za-z0-9_.-]+$/;
+
+/**
+ * The kube context of a stack's cluster. The AKS cluster of stack S is named `milvus-S-aks`, fixed by the
+ * program rather than autonamed (components/stack.ts names the stack's components `milvus-S`,
+ * components/aksCluster.ts the cluster `${name}-aks`), in the resource group `milvus-S-rg`
+ * (components/naming.ts stackResourceGroupName), and `az aks get-credentials` names the context after
+ * the cluster. So `--stack` alone selects the right cluster without Azure or Pulumi access, instead of
+ * restoring into whatever kubectl's current context happens to be; test/restoreJob.test.ts checks the
+ * name against the rendered ManagedCluster. The context must exist: it is never created or guessed
+ * beyond this name (see {@link contextProblem}), and `--context` overrides it.
+ */
+export function clusterContext(stack: string): string {
+  return `milvus-${stack}-aks`;
+}
+
+/** The resource group of a stack's cluster (components/naming.ts stackResourceGroupName). */
+export function clusterResourceGroup(stack: string): string {
+  return `milvus-${stack}-rg`;
+}
 
 /** Parses the command line; returns the request or a list of problems (all of them). */
 export function parseRestoreArgs(argv: string[]): RestoreRequest | { problems: string[] } {
-  const problems: string[] = [];
-  const values = new Map<string, string>();
-  const flags = new Set<string>();
-  const valued = new Set([
-    "--stack",
-    "--command",
-    "--backup",
-    "--target",
-    "--index-fallback",
-    "--namespace",
-    "--cronjob",
-    "--context",
-    "--timeout",
-    "--storage-account-url",
-    "--container",
-  ]);
-  const boolean = new Set(["--drop-existing", "--dry-run"]);
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv.at(i) ?? "";
-    if (valued.has(arg)) {
-      const v = argv.at(i + 1);
-      if (v === undefined || v.startsWith("--")) problems.push(`${arg} needs a value`);
-      else values.set(arg, v);
-      i++;
-    } else if (boolean.has(arg)) {
-      flags.add(arg);
-    } else {
-      problems.push(`unknown argument ${JSON.stringify(arg)}`);
-    }
-  }
-  const stack = values.get("--stack");
-  const command = values.get("--command") ?? "restore";
+  return requestFrom(parseCommandLine(argv, RESTORE_JOB.flags));
+}
+
+function requestFrom(line: CommandLine): RestoreRequest | { problems: string[] } {
+  const problems = line.problems.map(describeArgProblem);
+  const value = (flag: string) => line.values.get(flag)?.[0];
+  const stack = value("--stack");
+  const command = value("--command") ?? "restore";
   if (command !== "restore" && command !== "verify" && command !== "list")
     problems.push(`--command ${JSON.stringify(command)} is not one of restore, verify, list`);
-  const backup = values.get("--backup") ?? (command === "list" ? "" : undefined);
+  const backup = value("--backup") ?? (command === "list" ? "" : undefined);
   if (!stack)
     problems.push("--stack is required (the Pulumi stack whose cluster runs the Job, e.g. prod or dr)");
+  else if (!STACK_NAME.test(stack))
+    problems.push(
+      `--stack ${JSON.stringify(stack)} is not a stack name (the short name, e.g. prod: its cluster is milvus-<stack>-aks)`,
+    );
   if (backup === undefined)
     problems.push("--backup is required (a backup id from `npm run -s restore-job -- --command list`)");
   if (backup && !/^[A-Za-z0-9_.:-]+$/.test(backup))
     problems.push(`--backup ${JSON.stringify(backup)} is not a backup id`);
-  const target = values.get("--target");
+  const target = value("--target");
   if (target !== undefined && !/^[A-Za-z_][A-Za-z0-9_]{0,254}$/.test(target)) {
     problems.push(`--target ${JSON.stringify(target)} is not a valid Milvus collection name`);
   }
-  const storageAccountUrl = values.get("--storage-account-url");
+  const storageAccountUrl = value("--storage-account-url");
   if (
     storageAccountUrl !== undefined &&
     !/^https:\/\/[a-z0-9-]+\.blob\.core\.[a-z.]+\/?$/.test(storageAccountUrl)
@@ -101,10 +183,10 @@ export function parseRestoreArgs(argv: string[]): RestoreRequest | { problems: s
     problems.push(
       `--storage-account-url ${JSON.stringify(storageAccountUrl)} is not an https blob endpoint such as https://milvusbkprod-secondary.blob.core.windows.net/`,
     );
-  const container = values.get("--container");
+  const container = value("--container");
   if (container !== undefined && !/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/.test(container))
     problems.push(`--container ${JSON.stringify(container)} is not a valid blob container name`);
-  const timeout = Number(values.get("--timeout") ?? "21600");
+  const timeout = Number(value("--timeout") ?? "21600");
   if (!Number.isInteger(timeout) || timeout < 60)
     problems.push("--timeout must be an integer number of seconds >= 60");
   if (problems.length > 0 || !stack || backup === undefined) return { problems };
@@ -113,14 +195,14 @@ export function parseRestoreArgs(argv: string[]): RestoreRequest | { problems: s
     command: command as JobCommand,
     backup,
     target,
-    dropExisting: flags.has("--drop-existing"),
-    indexFallback: values.get("--index-fallback"),
-    namespace: values.get("--namespace") ?? "milvus",
-    cronJob: values.get("--cronjob") ?? "milvus-backup",
-    context: values.get("--context"),
+    dropExisting: line.flags.has("--drop-existing"),
+    indexFallback: value("--index-fallback"),
+    namespace: value("--namespace") ?? "milvus",
+    cronJob: value("--cronjob") ?? "milvus-backup",
+    context: value("--context"),
     storageAccountUrl,
     container,
-    dryRun: flags.has("--dry-run"),
+    dryRun: line.flags.has("--dry-run"),
     timeoutSeconds: timeout,
   };
 }
@@ -219,80 +301,177 @@ export function restoreJobFromCronJob(cronJob: Obj, req: RestoreRequest, now: Da
   };
 }
 
-function kubectl(req: RestoreRequest, args: string[], input?: string) {
-  const full = [...(req.context ? ["--context", req.context] : []), "-n", req.namespace, ...args];
-  const res = spawnSync("kubectl", full, { input, encoding: "utf8" });
+/** Runs kubectl with these arguments (and standard input); tests pass a stand-in. */
+export type Kubectl = (
+  args: string[],
+  input?: string,
+) => { status: number | null; stdout: string; stderr: string };
+
+const runKubectl: Kubectl = (args, input) => {
+  const res = spawnSync("kubectl", args, { input, encoding: "utf8" });
   if (res.error)
     throw new Error(
       `kubectl could not be run (${res.error.message}); install kubectl and kubelogin, then \`az aks get-credentials\``,
     );
   return res;
+};
+
+/** Why the kube context cannot be used (it is not in the kubeconfig), with the commands that create it. */
+function contextProblem(req: RestoreRequest, context: string, run: Kubectl): string | undefined {
+  const res = run(["config", "get-contexts", context, "-o", "name"]);
+  if (res.status === 0 && res.stdout.trim() === context) return undefined;
+  const how = req.context
+    ? "pick one of `kubectl config get-contexts -o name`"
+    : `run \`az aks get-credentials -g ${clusterResourceGroup(req.stack)} -n ${context}\` and ` +
+      "`kubelogin convert-kubeconfig -l azurecli` (user credentials, never --admin), or pass --context";
+  return `restore-job: no kube context ${context} for stack ${req.stack} in the kubeconfig; ${how}`;
 }
 
-function main(): number {
-  const parsed = parseRestoreArgs(process.argv.slice(2));
+/** Everything main needs from outside, replaceable in tests. */
+export interface RestoreJobIo extends Io {
+  kubectl?: Kubectl;
+  now?: () => Date;
+  /** Pause between polls of the Job. */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * The CronJob as the offline render of the stack declares it (tools/offline-runtime.ts, the runtime of
+ * `npm run render`): what `pulumi up` of this checkout deploys, available without a cluster or Azure.
+ */
+async function renderedCronJob(req: RestoreRequest): Promise<Obj> {
+  // Loaded only for --dry-run: the Pulumi program is not needed to run a Job in a cluster.
+  const { kubernetesObjects, renderStack, ROOT } = await import("./offline-runtime");
+  if (!fs.existsSync(path.join(ROOT, `Pulumi.${req.stack}.yaml`)))
+    throw new Error(`no stack file Pulumi.${req.stack}.yaml to render stack ${req.stack} from`);
+  const result = await renderStack(req.stack);
+  const found = kubernetesObjects(result).find((o) => {
+    const meta = (o.inputs.metadata ?? {}) as Obj;
+    return o.inputs.kind === "CronJob" && meta.name === req.cronJob && meta.namespace === req.namespace;
+  });
+  if (!found) {
+    throw new Error(
+      `the offline render of stack ${req.stack} has no CronJob ${req.namespace}/${req.cronJob}: ` +
+        "the stack deploys no backup worker (a cold dr standby deploys no cluster until dr.activated)",
+    );
+  }
+  return found.inputs;
+}
+
+/** Runs the command line; returns the exit code. */
+export async function main(argv: string[], io: RestoreJobIo = processIo): Promise<number> {
+  const line = parseCommandLine(argv, RESTORE_JOB.flags);
+  if (line.help) {
+    io.out(usageText(RESTORE_JOB));
+    return 0;
+  }
+  const parsed = requestFrom(line);
   if ("problems" in parsed) {
-    console.error(`restore-job: ${parsed.problems.join("; ")}\n${USAGE}`);
+    io.err(usageError(RESTORE_JOB, parsed.problems));
     return 2;
   }
   const req = parsed;
-  const got = kubectl(req, ["get", "cronjob", req.cronJob, "-o", "json"]);
+  const now = io.now ?? (() => new Date());
+  const context = req.context ?? clusterContext(req.stack);
+  try {
+    if (req.dryRun) {
+      // No cluster is contacted: the Job comes from the render, so a dry run works before the cluster
+      // exists, during an outage, and from a machine without credentials.
+      const { redactSecrets } = await import("./offline-runtime");
+      const job = restoreJobFromCronJob(await renderedCronJob(req), req, now());
+      io.err(
+        `restore-job: dry run: Job built from the offline render of stack ${req.stack} (this checkout's Pulumi.${req.stack}.yaml), ` +
+          `not read from the cluster; it would run in kube context ${context}`,
+      );
+      io.out(yaml.dump(redactSecrets(job), { noRefs: true }).trimEnd());
+      return 0;
+    }
+    const run = io.kubectl ?? runKubectl;
+    const missing = contextProblem(req, context, run);
+    if (missing) {
+      io.err(missing);
+      return 1;
+    }
+    const kubectl = (args: string[], input?: string) =>
+      run(["--context", context, "-n", req.namespace, ...args], input);
+    return await runJob(
+      req,
+      context,
+      kubectl,
+      io,
+      now,
+      io.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))),
+    );
+  } catch (err) {
+    io.err(`restore-job: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }
+}
+
+async function runJob(
+  req: RestoreRequest,
+  context: string,
+  kubectl: (args: string[], input?: string) => ReturnType<Kubectl>,
+  io: Io,
+  now: () => Date,
+  sleep: (ms: number) => Promise<void>,
+): Promise<number> {
+  const got = kubectl(["get", "cronjob", req.cronJob, "-o", "json"]);
   if (got.status !== 0) {
-    console.error(
-      `restore-job: cannot read CronJob ${req.namespace}/${req.cronJob} for stack ${req.stack}: ${got.stderr.trim()}`,
+    io.err(
+      `restore-job: cannot read CronJob ${req.namespace}/${req.cronJob} for stack ${req.stack} (context ${context}): ${got.stderr.trim()}`,
     );
     return 1;
   }
-  const job = restoreJobFromCronJob(JSON.parse(got.stdout) as Obj, req, new Date());
+  const job = restoreJobFromCronJob(JSON.parse(got.stdout) as Obj, req, now());
   const name = String((job.metadata as Obj).name);
-  if (req.dryRun) {
-    process.stdout.write(yaml.dump(job, { noRefs: true }));
-    return 0;
-  }
-  const created = kubectl(req, ["create", "-f", "-"], JSON.stringify(job));
+  const created = kubectl(["create", "-f", "-"], JSON.stringify(job));
   if (created.status !== 0) {
-    console.error(`restore-job: creating Job ${name} failed: ${created.stderr.trim()}`);
+    io.err(`restore-job: creating Job ${name} failed: ${created.stderr.trim()}`);
     return 1;
   }
-  console.error(
-    `restore-job: Job ${req.namespace}/${name} runs \`${workerArgs(req).join(" ")}\`; waiting up to ${req.timeoutSeconds}s`,
+  io.err(
+    `restore-job: Job ${req.namespace}/${name} in context ${context} runs \`${workerArgs(req).join(" ")}\`; waiting up to ${req.timeoutSeconds}s`,
   );
   // Wait for either terminal condition, whichever comes first.
-  const deadline = Date.now() + req.timeoutSeconds * 1000;
+  const deadline = now().getTime() + req.timeoutSeconds * 1000;
   for (;;) {
-    const st = kubectl(req, ["get", "job", name, "-o", "jsonpath={.status.succeeded}/{.status.failed}"]);
+    const st = kubectl(["get", "job", name, "-o", "jsonpath={.status.succeeded}/{.status.failed}"]);
     const [succeeded, failed = ""] = st.stdout.split("/");
-    if (succeeded === "1" || (failed !== "" && failed !== "0") || Date.now() > deadline) {
-      const logs = kubectl(req, ["logs", `job/${name}`, ...(req.command === "list" ? [] : ["--tail", "50"])]);
+    const late = now().getTime() > deadline;
+    if (succeeded === "1" || (failed !== "" && failed !== "0") || late) {
+      const logs = kubectl(["logs", `job/${name}`, ...(req.command === "list" ? [] : ["--tail", "50"])]);
       if (req.command === "list" && succeeded === "1") {
         const doc = listedDocument(logs.stdout);
         if (doc === undefined) {
-          console.error(
-            `restore-job: Job ${name} printed no backup list; see \`kubectl -n ${req.namespace} logs job/${name}\``,
+          io.err(
+            `restore-job: Job ${name} printed no backup list; see \`kubectl --context ${context} -n ${req.namespace} logs job/${name}\``,
           );
           return 1;
         }
-        process.stdout.write(`${doc}\n`);
+        io.out(doc);
         return 0;
       }
-      process.stderr.write(logs.stdout);
+      if (logs.stdout.trim() !== "") io.err(logs.stdout.trimEnd());
       if (succeeded === "1") {
-        console.log(
+        io.out(
           req.command === "verify"
             ? `restore-job: Job ${name} succeeded: backup ${req.backup} verified`
             : `restore-job: Job ${name} succeeded: backup ${req.backup} restored${req.target ? ` as ${req.target}` : ""}`,
         );
         return 0;
       }
-      console.error(
-        `restore-job: Job ${name} ${Date.now() > deadline ? "timed out" : "failed"}; see \`kubectl -n ${req.namespace} logs job/${name}\``,
+      io.err(
+        `restore-job: Job ${name} ${late ? "timed out" : "failed"}; see \`kubectl --context ${context} -n ${req.namespace} logs job/${name}\``,
       );
       return 1;
     }
-    spawnSync("sleep", ["5"]);
+    await sleep(5000);
   }
 }
 
 if (require.main === module) {
-  process.exit(main());
+  void main(process.argv.slice(2)).then((code) => {
+    process.exit(code);
+  });
 }
