@@ -22,7 +22,7 @@ export const milvusMode = outputs.milvusMode;
 export const restoreSourceBlobEndpoint = outputs.restoreSourceBlobEndpoint;
 export const restoreSourceContainerName = outputs.restoreSourceContainerName;
 
-// Operations: where clients connect, and the worker's registry and image (README, "Build and push the image").
+// Operations: where clients connect, and the worker's registry and image (docs/operations.md "Build and push the image").
 export const milvusAddress = outputs.milvusAddress;
 export const milvusRootPassword = outputs.milvusRootPassword;
 export const backupRegistryLoginServer = outputs.backupRegistryLoginServer;
@@ -39,7 +39,7 @@ export const backupAllowedSubnetIds = outputs.backupAllowedSubnetIds;
 // On a dr stack: the primary's Milvus version, which this stack must match (dr:failover checks it).
 export const primaryMilvusImageTag = outputs.primaryMilvusImageTag;
 
-// Security (README "Security"): the CA applications trust for Milvus's TLS, where each application
+// Security (docs/security.md): the CA applications trust for Milvus's TLS, where each application
 // user's Secret is, the audit workspace and the disk encryption set of a customer-managed key.
 export const milvusCaCertificate = outputs.milvusCaCertificate;
 export const milvusUserSecrets = outputs.milvusUserSecrets;

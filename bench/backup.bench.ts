@@ -206,7 +206,7 @@ const mib = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MiB`;
 
 export type BenchResult = Awaited<ReturnType<typeof measure>>;
 
-/** The targets the worker is held to (README "Benchmark"). */
+/** The targets the worker is held to (docs/backup-restore.md "Benchmark"). */
 export const TARGETS = {
   /** Backup rate over the raw read rate, at least. */
   backupVsRawRead: 0.8,

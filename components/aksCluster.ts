@@ -48,7 +48,7 @@ export interface AksClusterArgs {
   /**
    * Encryption at host on every pool: temp disks, OS and data disk caches and ephemeral OS disks are
    * encrypted on the VM host ("Host-based encryption on AKS"). Set only when a pool is created; the
-   * subscription must have registered Microsoft.Compute/EncryptionAtHost (README "Security").
+   * subscription must have registered Microsoft.Compute/EncryptionAtHost (docs/security.md).
    * @default none: `security.encryption.atHost` (true)
    */
   encryptionAtHost: pulumi.Input<boolean>;

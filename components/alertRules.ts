@@ -15,7 +15,7 @@ export interface AlertRule {
   expr: string;
   for: string;
   labels: { severity: Severity; component: string };
-  annotations: { summary: string; description: string; runbook: string };
+  annotations: { summary: string; description: string; runbook_url: string };
 }
 
 export interface RuleGroup {
@@ -63,9 +63,14 @@ export const THRESHOLDS = {
 /** Request types whose latency the P95 latency target covers (Milvus `function_name` values). */
 export const READ_FUNCTIONS = ["Search", "HybridSearch", "Query"] as const;
 
-const runbook = (alert: string) => `README.md#${runbookAnchor(alert)}`;
+/**
+ * Where the alert runbooks live, relative to the repository root; `runbook_url` is the annotation
+ * Prometheus-Operator runbooks and Alertmanager templates conventionally link from.
+ */
+export const RUNBOOK_DOC = "docs/operations.md";
+const runbook = (alert: string) => `${RUNBOOK_DOC}#${runbookAnchor(alert)}`;
 
-/** GitHub's heading anchor for the README runbook entry `#### <AlertName>`. */
+/** GitHub's heading anchor for the runbook entry `#### <AlertName>` in {@link RUNBOOK_DOC}. */
 export function runbookAnchor(alert: string): string {
   return alert.toLowerCase();
 }
@@ -135,7 +140,7 @@ export function alertRuleGroups(opts: AlertRuleOptions): RuleGroup[] {
         annotations: {
           summary: `Milvus search/query P95 latency above ${THRESHOLDS.searchP95Ms} ms`,
           description: `P95 latency of ${READ_FUNCTIONS.join(", ")} requests at the proxies in namespace {{ $labels.namespace }} has been {{ $value | printf "%.0f" }} ms for 5 minutes (target: ${THRESHOLDS.searchP95Ms} ms).`,
-          runbook: runbook("MilvusSearchLatencyHigh"),
+          runbook_url: runbook("MilvusSearchLatencyHigh"),
         },
       },
       {
@@ -148,7 +153,7 @@ export function alertRuleGroups(opts: AlertRuleOptions): RuleGroup[] {
           summary: "Milvus index builds are failing",
           description:
             "{{ $value }} index build task(s) in namespace {{ $labels.namespace }} are in state JobStateFailed; segments without an index are searched by brute force and queries slow down.",
-          runbook: runbook("MilvusIndexBuildFailed"),
+          runbook_url: runbook("MilvusIndexBuildFailed"),
         },
       },
       {
@@ -160,7 +165,7 @@ export function alertRuleGroups(opts: AlertRuleOptions): RuleGroup[] {
           summary: "Prometheus cannot scrape a Milvus, etcd or MinIO pod",
           description:
             "Target {{ $labels.pod }} ({{ $labels.job }}) in namespace {{ $labels.namespace }} has not answered scrapes for 10 minutes; every other alert for it is blind.",
-          runbook: runbook("MilvusMetricsTargetDown"),
+          runbook_url: runbook("MilvusMetricsTargetDown"),
         },
       },
     ],
@@ -179,7 +184,7 @@ export function alertRuleGroups(opts: AlertRuleOptions): RuleGroup[] {
         annotations: {
           summary: `Container CPU above ${pct(THRESHOLDS.cpuOfLimit)} of its limit`,
           description: `{{ $labels.namespace }}/{{ $labels.pod }} container {{ $labels.container }} has used {{ $value | humanizePercentage }} of its CPU limit for 15 minutes; it is being throttled or about to be.`,
-          runbook: runbook("MilvusPodCpuNearLimit"),
+          runbook_url: runbook("MilvusPodCpuNearLimit"),
         },
       },
       {
@@ -190,7 +195,7 @@ export function alertRuleGroups(opts: AlertRuleOptions): RuleGroup[] {
         annotations: {
           summary: `Container memory above ${pct(THRESHOLDS.memoryOfLimit)} of its limit`,
           description: `{{ $labels.namespace }}/{{ $labels.pod }} container {{ $labels.container }} working set is {{ $value | humanizePercentage }} of its memory limit; the kernel OOM-kills it at 100%.`,
-          runbook: runbook("MilvusPodMemoryNearLimit"),
+          runbook_url: runbook("MilvusPodMemoryNearLimit"),
         },
       },
       {
@@ -202,7 +207,7 @@ export function alertRuleGroups(opts: AlertRuleOptions): RuleGroup[] {
           summary: "A Milvus, etcd or MinIO container restarted",
           description:
             '{{ $labels.namespace }}/{{ $labels.pod }} container {{ $labels.container }} restarted {{ $value | printf "%.0f" }} time(s) in the last 15 minutes.',
-          runbook: runbook("MilvusPodRestarting"),
+          runbook_url: runbook("MilvusPodRestarting"),
         },
       },
       {
@@ -213,7 +218,7 @@ export function alertRuleGroups(opts: AlertRuleOptions): RuleGroup[] {
         annotations: {
           summary: `Persistent volume more than ${pct(THRESHOLDS.capacityUsed)} full`,
           description: `PVC {{ $labels.namespace }}/{{ $labels.persistentvolumeclaim }} is {{ $value | humanizePercentage }} full.`,
-          runbook: runbook("PersistentVolumeUsageHigh"),
+          runbook_url: runbook("PersistentVolumeUsageHigh"),
         },
       },
     ],
@@ -230,7 +235,7 @@ export function alertRuleGroups(opts: AlertRuleOptions): RuleGroup[] {
         annotations: {
           summary: `etcd WAL fsync p99 above ${THRESHOLDS.etcdFsyncP99Seconds * 1000} ms`,
           description: `etcd member {{ $labels.pod }} needs {{ $value | humanizeDuration }} (p99) to fsync its WAL; above 10 ms heartbeats miss and leader elections follow.`,
-          runbook: runbook("EtcdWalFsyncSlow"),
+          runbook_url: runbook("EtcdWalFsyncSlow"),
         },
       },
       {
@@ -241,7 +246,7 @@ export function alertRuleGroups(opts: AlertRuleOptions): RuleGroup[] {
         annotations: {
           summary: `etcd database above ${pct(THRESHOLDS.etcdDbOfQuota)} of its quota`,
           description: `etcd member {{ $labels.pod }} database is {{ $value | humanizePercentage }} of its ${opts.etcdQuotaBytes / 1024 ** 3} GiB quota; at 100% etcd raises NOSPACE and Milvus stops accepting writes.`,
-          runbook: runbook("EtcdDatabaseNearQuota"),
+          runbook_url: runbook("EtcdDatabaseNearQuota"),
         },
       },
     ],
@@ -256,7 +261,7 @@ export function alertRuleGroups(opts: AlertRuleOptions): RuleGroup[] {
       annotations: {
         summary: `MinIO usable capacity more than ${pct(THRESHOLDS.capacityUsed)} used`,
         description: `MinIO in namespace {{ $labels.namespace }} has used {{ $value | humanizePercentage }} of its usable (erasure-coded) capacity.`,
-        runbook: runbook("MinioCapacityHigh"),
+        runbook_url: runbook("MinioCapacityHigh"),
       },
     });
   }
@@ -287,7 +292,7 @@ function backupGroup(b: BackupAlertTarget): RuleGroup {
         annotations: {
           summary: "A Milvus backup job failed",
           description: `Backup Job {{ $labels.namespace }}/{{ $labels.job_name }} (CronJob ${b.cronJobName}) failed and no backup has succeeded since.`,
-          runbook: runbook("MilvusBackupJobFailed"),
+          runbook_url: runbook("MilvusBackupJobFailed"),
         },
       },
       {
@@ -304,7 +309,7 @@ function backupGroup(b: BackupAlertTarget): RuleGroup {
         annotations: {
           summary: "No successful Milvus backup within its schedule",
           description: `CronJob ${b.namespace}/${b.cronJobName} ("${b.schedule}") has no successful backup in the last ${hours(staleAfter)} (longest schedule gap ${hours(maxCronIntervalSeconds(b.schedule))} + ${hours(b.graceSeconds)} for start and run deadlines), or the CronJob is missing.`,
-          runbook: runbook("MilvusBackupStale"),
+          runbook_url: runbook("MilvusBackupStale"),
         },
       },
     ],

@@ -100,7 +100,7 @@ export class BackupStorageComponent extends pulumi.ComponentResource {
     );
     // `protect` guards against Pulumi; an ARM lock also guards against the portal, the CLI and other
     // tools ("Lock your resources to protect your infrastructure": CanNotDelete). Data-plane deletes
-    // (prune) are not affected. Removing it is a documented step (README "Backup storage").
+    // (prune) are not affected. Removing it is a documented step (docs/architecture.md "Backup storage account").
     new authorization.ManagementLockByScope(
       `${name}-lock`,
       {
@@ -140,7 +140,7 @@ export class BackupStorageComponent extends pulumi.ComponentResource {
       // Left unlocked: locking is irreversible, so it is an operator decision (see README). azure-native
       // cannot delete this policy (412 "incorrect etag": pulumi-azure-native#2156) and ARM refuses to
       // shorten a locked one, so Pulumi creates it once and never updates or deletes it: changes go
-      // through the `az storage container immutability-policy` steps in README "Backup storage".
+      // through the `az storage container immutability-policy` steps in docs/architecture.md "Backup storage account".
       new storage.BlobContainerImmutabilityPolicy(
         `${name}-immutability`,
         {

@@ -197,7 +197,7 @@ export interface MilvusWorkloadPlan {
 }
 
 /**
- * The workloads of a mode (README "Topology"), as one pure function (unit-tested). Standalone is exactly one
+ * The workloads of a mode (docs/architecture.md "Topology"), as one pure function (unit-tested). Standalone is exactly one
  * pod: it embeds the coordinators and the WAL writer, so a second replica either crash-loops on its
  * etcd session (milvus-io/milvus#28063) or acknowledges writes nobody else sees (#30355).
  */

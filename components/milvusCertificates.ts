@@ -16,7 +16,7 @@ export const MILVUS_INTERNAL_SNI = "milvus-internal";
  * Leaf lifetime and renewal. cert-manager renews at renewBefore; Milvus reads its certificate files when
  * a process starts, so a renewed certificate is served after the next restart, and the 30 days between
  * renewal and expiry leave room for the weekly maintenance window's node-image rollout to restart every
- * pod (README "TLS certificates").
+ * pod (docs/security.md "TLS to Milvus").
  */
 export const LEAF_DURATION = "2160h";
 export const LEAF_RENEW_BEFORE = "720h";

@@ -176,7 +176,7 @@ export class MinioComponent extends pulumi.ComponentResource {
           // MinIO upgrades all servers at once ("Upgrade a MinIO Deployment": replace the binary, then
           // `mc admin service restart` restarts every server simultaneously; minio/minio #10324: rolling
           // upgrades are not supported). OnDelete: a new template changes no pod until the operator
-          // restarts them together (README "MinIO upgrades"); pulumi-kubernetes then awaits no rollout.
+          // restarts them together (docs/architecture.md "MinIO upgrades"); pulumi-kubernetes then awaits no rollout.
           updateStrategy: { type: "OnDelete" },
           persistentVolumeClaimRetentionPolicy: { whenDeleted: "Retain", whenScaled: "Retain" },
           template: {

@@ -86,7 +86,7 @@ export function monitoringDefaults(production: boolean) {
   };
 }
 
-/** Milvus roles that run in a mode (README "Topology"). */
+/** Milvus roles that run in a mode (docs/architecture.md "Topology"). */
 export function milvusRolesFor(mode: "standalone" | "cluster"): MilvusRole[] {
   return mode === "standalone"
     ? [MILVUS_ROLES.standalone]
@@ -271,7 +271,7 @@ export function podMonitorSpec(opts: {
  * expands the chart on the machine running Pulumi, which needs the chart archive at preview time and
  * turns ~150 chart objects into individual resources; the Release keeps previews to a reviewable
  * values diff and renders offline under mocks. Helm never upgrades CRDs: on a chart major bump, apply
- * the new CRDs first (README, "Upgrading the chart").
+ * the new CRDs first (docs/operations.md "Upgrading the chart").
  */
 export class MonitoringComponent extends pulumi.ComponentResource {
   public readonly namespace: string;

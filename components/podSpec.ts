@@ -71,7 +71,7 @@ export function newDisruptionBudget(
  * pulumi-kubernetes replaces a StatefulSet when `spec.volumeClaimTemplates` changes (provider/pkg/
  * provider/diff.go lists it as replace-triggering) and, the object name being fixed, deletes the old
  * one first: raising a `diskSizeGi` would stop every member at once. So the template is ignored after
- * creation (volumes grow in place: README "Growing a volume"), the workload is protected against
+ * creation (volumes grow in place: docs/operations.md "Growing a volume"), the workload is protected against
  * `pulumi destroy` and deletes, and CI fails on any planned replace (scripts/check-preview.ts).
  */
 export function statefulOptions(parent: pulumi.Resource): pulumi.CustomResourceOptions {

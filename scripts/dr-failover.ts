@@ -341,7 +341,7 @@ function outputsOf(stack: string, runner: Runner): StackOutputs {
   const res = runner(["pulumi", "stack", "output", "--json", "--stack", stack]);
   if (res.status !== 0) {
     throw new Error(
-      `cannot read outputs of stack ${stack}: ${res.stderr.trim()} (is the Pulumi CLI logged in to the backend? During an outage of the backend's region, import the exported state first: see README "Stack exports")`,
+      `cannot read outputs of stack ${stack}: ${res.stderr.trim()} (is the Pulumi CLI logged in to the backend? During an outage of the backend's region, import the exported state first: see docs/delivery.md "Stack state exports and the import runbook")`,
     );
   }
   return JSON.parse(res.stdout) as StackOutputs;

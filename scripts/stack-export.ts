@@ -27,7 +27,7 @@ import {
  * DefaultAzureCredential (OIDC in CI, `az login` locally). Each run writes
  * `<prefix>/<stack>/<UTC timestamp>/{state,outputs}.json` and then `manifest.json` (sizes and SHA-256),
  * never overwriting a blob. `--dry-run` writes the same files under --out-dir and uploads nothing.
- * Restore: README "Delivery" (`pulumi stack import`).
+ * Restore: docs/delivery.md (`pulumi stack import`).
  */
 
 const execFileAsync = promisify(execFile);

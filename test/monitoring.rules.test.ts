@@ -11,6 +11,7 @@ import {
   maxCronIntervalSeconds,
   renderRuleFile,
   RuleGroup,
+  RUNBOOK_DOC,
   runbookAnchor,
 } from "../components/alertRules";
 import { backupWorkerDefaults } from "../components/backupWorker";
@@ -144,7 +145,11 @@ describe("monitoring: alert rules under promtool", function () {
       const r = rule(groups, alert);
       return {
         exp_labels: { ...r.labels, ...labels },
-        exp_annotations: { summary: r.annotations.summary, description, runbook: r.annotations.runbook },
+        exp_annotations: {
+          summary: r.annotations.summary,
+          description,
+          runbook_url: r.annotations.runbook_url,
+        },
       };
     };
     const hist = (metric: string, labels: string, perMinute: Record<string, number>) =>
@@ -681,16 +686,16 @@ describe("monitoring: rule content", () => {
     assert.ok(alertNames(groups).includes("EtcdDatabaseNearQuota"));
   });
 
-  it("gives every alert a severity, summary, description and a runbook entry in README", async () => {
+  it("gives every alert a severity, summary, description and a runbook_url to its runbook entry", async () => {
     const groups = await deployedGroups();
-    const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
-    const section =
-      /<!-- section:monitoring:start -->([\s\S]*)<!-- section:monitoring:end -->/.exec(readme)?.[1] ?? "";
+    const doc = fs.readFileSync(path.join(ROOT, RUNBOOK_DOC), "utf8");
+    // The runbook entries sit under "## Monitoring", before the next top-level section.
+    const section = /^## Monitoring$([\s\S]*?)(?=^## )/m.exec(doc)?.[1] ?? "";
     for (const r of groups.flatMap((g) => g.rules)) {
       assert.ok(["warning", "critical"].includes(r.labels.severity), r.alert);
       assert.ok(r.annotations.summary.length > 10 && r.annotations.description.length > 20, r.alert);
-      assert.equal(r.annotations.runbook, `README.md#${runbookAnchor(r.alert)}`);
-      assert.match(section, new RegExp(`^#### ${r.alert}$`, "m"), `README runbook entry for ${r.alert}`);
+      assert.equal(r.annotations.runbook_url, `docs/operations.md#${runbookAnchor(r.alert)}`);
+      assert.match(section, new RegExp(`^#### ${r.alert}$`, "m"), `runbook entry for ${r.alert}`);
     }
   });
 
