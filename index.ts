@@ -24,6 +24,8 @@ export const restoreSourceContainerName = outputs.restoreSourceContainerName;
 
 // Operations: where clients connect, and the worker's registry and image (docs/operations.md "Build and push the image").
 export const milvusAddress = outputs.milvusAddress;
+export const milvusServiceName = outputs.milvusServiceName;
+export const milvusNamespace = outputs.milvusNamespace;
 export const milvusRootPassword = outputs.milvusRootPassword;
 export const backupRegistryLoginServer = outputs.backupRegistryLoginServer;
 // Global Azure names carry a per-deployer suffix (components/naming.ts); these outputs say what they are.

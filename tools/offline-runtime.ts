@@ -367,6 +367,11 @@ export interface RenderOptions {
    * unlisted features are Registered. @default {}
    */
   featureStates?: Partial<Record<string, string>>;
+  /**
+   * Run the program's entry point (`index.ts`, as `pulumi up` does) and return its exports as the
+   * outputs, instead of calling createStack(): what a stack really exports. @default false
+   */
+  viaIndex?: boolean;
 }
 
 const readOptions: RegisteredOptions = {
@@ -482,7 +487,9 @@ async function renderNow(stack: string, options: RenderOptions): Promise<RenderR
   });
   let resolved: Record<string, unknown>;
   try {
-    const outputs = createStack(cfg, { warn: (m) => warnings.push(m) });
+    const outputs = options.viaIndex
+      ? entryPointExports()
+      : createStack(cfg, { warn: (m) => warnings.push(m) });
     resolved = await Promise.race([
       failed,
       new Promise<Record<string, unknown>>((resolve) => {
@@ -509,6 +516,15 @@ async function renderNow(stack: string, options: RenderOptions): Promise<RenderR
     return { ...r, options: opts ?? readOptions };
   });
   return { stack, config: cfg, resources: withOptions, outputs: resolved, warnings };
+}
+
+/** `index.ts` evaluated afresh under the current mocks: its exports are the stack's outputs. */
+function entryPointExports(): Record<string, unknown> {
+  const entry = require.resolve("../index");
+  // eslint-disable-next-line @typescript-eslint/no-dynamic-delete
+  delete require.cache[entry];
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return { ...(require(entry) as Record<string, unknown>) };
 }
 
 /** Kubernetes objects (not providers, Helm releases or components) among the rendered resources. */
