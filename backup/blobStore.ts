@@ -20,6 +20,7 @@ import {
   type ContainerClient,
   type StoragePipelineOptions,
 } from "@azure/storage-blob";
+import { operation as retryOperation } from "retry";
 import { describeError, WorkerError } from "./errors";
 
 export interface BlobInfo {
@@ -472,28 +473,42 @@ export class AzureBlobStore implements BlobStore {
    * The whole blob, read in blocks pinned to the ETag seen first (a blob replaced meanwhile fails
    * with 412 instead of mixing versions). A body cut off or stalled beyond the SDK's own resumption,
    * or a blob replaced while read, is read again, up to maxTries reads in all.
+   *
+   * The SDK's retry policy repeats single requests; reading again means a new getProperties (a new
+   * ETag) and a new download, so these repeats are a `retry` operation, waiting the SDK's own backoff
+   * between reads (0, 1, 3, 7 ... x retryDelayInMs, capped).
    */
   async get(name: string): Promise<Buffer> {
     const started = Date.now();
     const blob = this.container.getBlobClient(name);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const props = await blob.getProperties();
-        const size = props.contentLength ?? 0;
-        if (size === 0) return Buffer.alloc(0);
-        return await blob.downloadToBuffer(0, size, {
-          blockSize: BLOCK_BYTES,
-          concurrency: 4,
-          conditions: { ifMatch: props.etag },
+    const readOnce = async (): Promise<Buffer> => {
+      const props = await blob.getProperties();
+      const size = props.contentLength ?? 0;
+      if (size === 0) return Buffer.alloc(0);
+      return await blob.downloadToBuffer(0, size, {
+        blockSize: BLOCK_BYTES,
+        concurrency: 4,
+        conditions: { ifMatch: props.etag },
+      });
+    };
+    const waits = Array.from({ length: Math.max(0, this.retry.maxTries - 1) }, (_, i) =>
+      backoffMs(this.retry, i + 1),
+    );
+    const reads = retryOperation(waits);
+    return await new Promise<Buffer>((resolve, reject) => {
+      reads.attempt((attempt) => {
+        readOnce().then(resolve, (e: unknown) => {
+          try {
+            if (isStatus(e, 404)) throw new WorkerError(`${name} is missing from ${this.location}`);
+            const readAgain = isBodyFailure(e) || isStatus(e, 412);
+            if (readAgain && reads.retry(e instanceof Error ? e : new Error(String(e)))) return;
+            this.fail(`downloading ${name}`, e, started, attempt);
+          } catch (failure) {
+            reject(failure instanceof Error ? failure : new Error(String(failure)));
+          }
         });
-      } catch (e) {
-        if (isStatus(e, 404)) throw new WorkerError(`${name} is missing from ${this.location}`);
-        const readAgain = isBodyFailure(e) || isStatus(e, 412);
-        if (!readAgain || attempt >= this.retry.maxTries)
-          this.fail(`downloading ${name}`, e, started, attempt);
-        await sleep(backoffMs(this.retry, attempt));
-      }
-    }
+      });
+    });
   }
 
   async exists(name: string): Promise<boolean> {

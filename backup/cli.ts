@@ -344,7 +344,8 @@ export interface CliIo {
 /** Runs one command; returns the process exit code. */
 export async function main(argv: string[], io: CliIo): Promise<number> {
   let json = argv.includes("--json");
-  const log = new Log(io.stderr);
+  // --json keeps stderr machine-readable (JSON lines, no progress bar) even on a terminal.
+  const log = new Log(io.stderr, false, { json });
   const emit = (doc: unknown) => {
     if (json) io.stdout.write(JSON.stringify(doc) + "\n");
   };

@@ -12,6 +12,7 @@
  * straight into a new target, and replacing an existing collection is refused, because it would have to
  * be dropped before its replacement exists.
  */
+import { operation as retryOperation } from "retry";
 import { randomBytes } from "node:crypto";
 import type { FieldType } from "@zilliz/milvus2-sdk-node";
 import type { BlobStore } from "./blobStore";
@@ -557,42 +558,49 @@ async function insertAll(
     throw new WorkerError(`restore of ${m.backupId}: inserted ${inserted} rows, the backup has ${m.rows}`);
 }
 
-/** Retries transient failures (server busy, rate limited, connection reset) with backoff. */
 /**
- * Retries transient failures with backoff. A refusal by the server (rate limit, memory quota, write
- * denied) is retried as it was; a failure that leaves unknown whether the rows landed (timeout,
- * connection lost) is retried as an upsert, which cannot duplicate them.
+ * Retries transient failures with backoff (the `retry` library: 1, 2, 4, 8 s, at most 30 s). A refusal
+ * by the server (rate limit, memory quota, write denied) is retried as it was; a failure that leaves
+ * unknown whether the rows landed (timeout, connection lost) is retried as an upsert, which cannot
+ * duplicate them. Anything else fails at once.
  */
-async function insertWithRetries(
-  milvus: Milvus,
+export async function insertWithRetries(
+  milvus: Pick<Milvus, "insert">,
   name: string,
   partition: string | undefined,
   fieldsData: object[],
   rows: number,
   canUpsert: boolean,
-  log: Log,
-  attempts = 5,
+  log: Pick<Log, "warn">,
+  { attempts = 5, baseMs = 500 }: { attempts?: number; baseMs?: number } = {},
 ): Promise<void> {
+  const waits = Array.from({ length: attempts - 1 }, (_, i) => Math.min(30_000, baseMs * 2 ** (i + 1)));
+  const op = retryOperation(waits);
   let upsert = false;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await milvus.insert(name, partition, fieldsData, rows, upsert);
-      return;
-    } catch (e) {
-      const msg = describeError(e);
-      const refused = /rate limit|too many requests|deny to write|memory quota|quota exceeded/i.test(msg);
-      const ambiguous = /UNAVAILABLE|DEADLINE_EXCEEDED|ECONNRESET|socket hang up/i.test(msg);
-      if ((!refused && !(ambiguous && canUpsert)) || attempt >= attempts) throw e;
-      upsert ||= ambiguous;
-      const delay = Math.min(30_000, 500 * 2 ** attempt);
-      log.warn(
-        "retry",
-        { collection: name, attempt, delayMs: delay, upsert },
-        `inserting into ${name} failed (${msg}); retrying`,
-      );
-      await new Promise((r) => setTimeout(r, delay));
-    }
-  }
+  await new Promise<void>((resolve, reject) => {
+    op.attempt((attempt) => {
+      milvus.insert(name, partition, fieldsData, rows, upsert).then(resolve, (e: unknown) => {
+        const error = e instanceof Error ? e : new Error(String(e));
+        const msg = describeError(e);
+        const refused = /rate limit|too many requests|deny to write|memory quota|quota exceeded/i.test(msg);
+        const ambiguous = /UNAVAILABLE|DEADLINE_EXCEEDED|ECONNRESET|socket hang up/i.test(msg);
+        if (!refused && !(ambiguous && canUpsert)) {
+          reject(error);
+          return;
+        }
+        upsert ||= ambiguous;
+        if (!op.retry(error)) {
+          reject(error);
+          return;
+        }
+        log.warn(
+          "retry",
+          { collection: name, attempt, delayMs: waits[attempt - 1], upsert },
+          `inserting into ${name} failed (${msg}); retrying`,
+        );
+      });
+    });
+  });
 }
 
 async function createIndexes(

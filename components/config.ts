@@ -2,8 +2,17 @@ import * as pulumi from "@pulumi/pulumi";
 import Decimal from "decimal.js";
 import * as ipaddr from "ipaddr.js";
 import { checkCron, cronProblem, cronRuns } from "../backup/schedule";
+import {
+  CONFIG_NAMESPACE,
+  K8S_VERSION,
+  MILVUS_NAME,
+  REGION,
+  schemaProblems,
+  setHint,
+  setPathHint,
+  stackConfigSchema,
+} from "./configSchema";
 import { erasureQuorum, zoneSafeParity } from "./erasure";
-import { DATA_NAMESPACE } from "./naming";
 
 /**
  * The one place where stack configuration is read and validated. Every other module receives the
@@ -377,7 +386,7 @@ export function checkKubernetesVersion(
     return {
       error: {
         allowed,
-        fix: `${minor} reached end of life on ${entry.endOfLife}; AKS creates no new clusters on it and existing ones get no fixes. ${pick} Upgrade one minor at a time (README "Upgrading Kubernetes").`,
+        fix: `${minor} reached end of life on ${entry.endOfLife}; AKS creates no new clusters on it and existing ones get no fixes. ${pick} Upgrade one minor at a time (docs/operations.md "Upgrading Kubernetes".`,
       },
     };
   }
@@ -389,7 +398,7 @@ export function checkKubernetesVersion(
   const daysLeft = Math.floor((endOfLife - today.getTime()) / DAY_MS);
   if (daysLeft <= KUBERNETES_EOL_WARNING_DAYS) {
     return {
-      warning: `kubernetesVersion ${version}: AKS ends support for ${minor} on ${entry.endOfLife} (${daysLeft} days from now). Plan the upgrade to a newer minor now: README "Upgrading Kubernetes". ${pick}`,
+      warning: `kubernetesVersion ${version}: AKS ends support for ${minor} on ${entry.endOfLife} (${daysLeft} days from now). Plan the upgrade to a newer minor now: docs/operations.md "Upgrading Kubernetes". ${pick}`,
     };
   }
   return {};
@@ -632,7 +641,7 @@ export function defaultsFor(
       storageGi: production ? 100 : 20,
     },
     // Every environment gets the security controls: they cost little (Log Analytics ingestion aside,
-    // README "Security") and a dev stack that differs from prod hides problems until prod.
+    // docs/security.md and a dev stack that differs from prod hides problems until prod.
     security: {
       tls: {
         enabled: true,
@@ -662,11 +671,18 @@ type Raw = Record<string, unknown>;
 class Problems {
   readonly errors: pulumi.InputPropertyErrorDetails[] = [];
   add(key: string, value: unknown, allowed: string, fix: string): void {
-    this.errors.push({
-      propertyPath: key,
-      reason: `${key} = ${describe(value)} is invalid: expected ${allowed}. ${fix}`,
-    });
+    this.errors.push(problemDetail(key, value, allowed, fix));
   }
+}
+
+/** `<key> = <value> is invalid: expected <allowed>. <fix>`, with the key as propertyPath. */
+function problemDetail(
+  key: string,
+  value: unknown,
+  allowed: string,
+  fix: string,
+): pulumi.InputPropertyErrorDetails {
+  return { propertyPath: key, reason: `${key} = ${describe(value)} is invalid: expected ${allowed}. ${fix}` };
 }
 
 function describe(value: unknown): string {
@@ -678,117 +694,6 @@ function isObject(v: unknown): v is Raw {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-const CONFIG_NAMESPACE = "milvus-aks";
-const setHint = (key: string, example: string) =>
-  `Set it with \`pulumi config set ${CONFIG_NAMESPACE}:${key} ${example}\` or in Pulumi.<stack>.yaml.`;
-const setPathHint = (key: string, example: string) =>
-  `Set it with \`pulumi config set --path ${CONFIG_NAMESPACE}:${key} ${example}\` or in Pulumi.<stack>.yaml.`;
-
-/** Reads typed values out of the raw config object, recording a problem for each bad one. */
-class Reader {
-  constructor(
-    private readonly raw: Raw,
-    private readonly problems: Problems,
-  ) {}
-
-  lookup(path: string): unknown {
-    let cur: unknown = this.raw;
-    for (const part of path.split(".")) {
-      if (!isObject(cur)) return undefined;
-      cur = cur[part];
-    }
-    return cur;
-  }
-
-  string(
-    path: string,
-    fallback: string | undefined,
-    pattern: { test(value: string): boolean },
-    allowed: string,
-    example: string,
-  ): string {
-    const v = this.lookup(path);
-    if (v === undefined) {
-      if (fallback !== undefined) return fallback;
-      this.problems.add(path, v, allowed, setPathHint(path, example));
-      return "";
-    }
-    if (typeof v !== "string" || !pattern.test(v)) {
-      this.problems.add(path, v, allowed, setPathHint(path, example));
-      return typeof v === "string" ? v : "";
-    }
-    return v;
-  }
-
-  oneOf<T extends string>(path: string, fallback: T | undefined, allowed: readonly T[]): T {
-    const v = this.lookup(path);
-    if (v === undefined && fallback !== undefined) return fallback;
-    if (typeof v === "string" && (allowed as readonly string[]).includes(v)) return v as T;
-    this.problems.add(path, v, `one of ${allowed.join(", ")}`, setPathHint(path, allowed.join("|")));
-    return fallback ?? allowed[0];
-  }
-
-  int(path: string, fallback: number, min: number, max: number, unit = ""): number {
-    const v = this.lookup(path);
-    if (v === undefined) return fallback;
-    // Pulumi's CLI stores `config set` values as strings; accept numeric strings too.
-    const n = typeof v === "string" && /^-?\d+$/.test(v) ? Number(v) : v;
-    if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) {
-      this.problems.add(
-        path,
-        v,
-        `an integer from ${min} to ${max}${unit}`,
-        setPathHint(path, String(fallback)),
-      );
-      return fallback;
-    }
-    return n;
-  }
-
-  bool(path: string, fallback: boolean): boolean {
-    const v = this.lookup(path);
-    if (v === undefined) return fallback;
-    // `pulumi config set` stores "true"/"false" as strings.
-    if (v === true || v === "true") return true;
-    if (v === false || v === "false") return false;
-    this.problems.add(path, v, "true or false", setPathHint(path, String(fallback)));
-    return fallback;
-  }
-
-  stringList(path: string, fallback: string[], pattern: RegExp, allowed: string, example: string): string[] {
-    const v = this.lookup(path);
-    if (v === undefined) return fallback;
-    if (!Array.isArray(v) || v.some((x) => typeof x !== "string" || !pattern.test(x))) {
-      this.problems.add(path, v, allowed, setPathHint(path, example));
-      return fallback;
-    }
-    return v as string[];
-  }
-
-  record(path: string): Record<string, string> {
-    const v = this.lookup(path);
-    if (v === undefined) return {};
-    if (!isObject(v) || Object.values(v).some((x) => typeof x !== "string")) {
-      this.problems.add(path, v, "a map of string tags", setPathHint(path, `'${path}.team' platform`));
-      return {};
-    }
-    return v as Record<string, string>;
-  }
-}
-
-const VM_SIZE = /^Standard_[A-Za-z0-9_]+$/;
-const K8S_VERSION = /^1\.\d{2}(\.\d+)?$/;
-const IMAGE_TAG = /^v?\d+\.\d+\.\d+(-[A-Za-z0-9.]+)?$/;
-const REGION = /^[a-z]+[a-z0-9]*$/;
-const GUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
-const COLLECTION = /^[A-Za-z_][A-Za-z0-9_]{0,254}$/;
-const STACK_NAME = /^[A-Za-z0-9_.-]{1,60}$/;
-const STACK_REF = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
-const SUBNET_ID =
-  /^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.Network\/virtualNetworks\/[^/]+\/subnets\/[^/]+$/i;
-// MinIO images pinned to a RELEASE tag or a digest, never `latest` or another floating tag.
-const MINIO_IMAGE =
-  /^[a-z0-9.-]+(:\d+)?\/[a-z0-9._/-]+(:RELEASE\.[0-9TZ-]+(\.[a-z0-9]+)*|@sha256:[a-f0-9]{64})$/;
 /**
  * A schedule a Kubernetes CronJob accepts and that runs: five fields (names such as SUN or JAN allowed)
  * or a macro such as @daily. backup/schedule.ts checks it the way the API server does (robfig/cron
@@ -934,17 +839,16 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
   const today = options.today ?? configToday();
   const warn = options.warn ?? ((m: string) => void pulumi.log.warn(m));
   const problems = new Problems();
-  const r = new Reader(raw, problems);
 
-  const environment = r.oneOf<Environment>("environment", undefined, ENVIRONMENTS);
-  const d = defaultsFor(environment);
-  const location = r.string(
-    "location",
-    undefined,
-    REGION,
-    "an Azure region name such as westeurope",
-    "westeurope",
-  );
+  // The environment picks the defaults, so it is read first; a bad one is reported by the schema and
+  // the checks go on with the dev defaults.
+  const env = ENVIRONMENTS.find((e) => e === raw.environment) ?? "dev";
+  const d = defaultsFor(env);
+  // Shape, types, ranges, allowed values and defaults: the schema. `lenient` gives the values the
+  // rules below check even where some are bad (a bad value takes its default), so one pass reports all.
+  const c = stackConfigSchema(env, "lenient").parse(raw);
+  const { environment, location, zones, kubernetesVersion, nodePools, drainTimeoutMinutes } = c;
+
   if (location && REGION.test(location) && !GZRS_REGIONS.includes(location)) {
     problems.add(
       "location",
@@ -954,13 +858,6 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     );
   }
 
-  const zones = r.stringList(
-    "zones",
-    d.zones,
-    /^.*$/,
-    'a list of availability zones, e.g. ["1","2","3"]',
-    '\'["1","2","3"]\'',
-  );
   const badZones = zones.filter((z) => !["1", "2", "3"].includes(z));
   if (badZones.length > 0 || zones.length === 0 || new Set(zones).size !== zones.length) {
     problems.add(
@@ -971,13 +868,6 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     );
   }
 
-  const kubernetesVersion = r.string(
-    "kubernetesVersion",
-    d.kubernetesVersion,
-    K8S_VERSION,
-    'an AKS version "1.MINOR" or "1.MINOR.PATCH", e.g. "1.36"',
-    d.kubernetesVersion,
-  );
   if (K8S_VERSION.test(kubernetesVersion)) {
     const verdict = checkKubernetesVersion(kubernetesVersion, location, today);
     if (verdict.error) {
@@ -986,21 +876,9 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     if (verdict.warning) warn(verdict.warning);
   }
 
-  const pool = (name: "system" | "data"): NodePoolConfig => {
-    const def = d.nodePools[name];
+  for (const name of ["system", "data"] as const) {
     const p = `nodePools.${name}`;
-    const result: NodePoolConfig = {
-      vmSize: r.string(
-        `${p}.vmSize`,
-        def.vmSize,
-        VM_SIZE,
-        "an Azure VM size such as Standard_D8ds_v5",
-        def.vmSize,
-      ),
-      minCount: r.int(`${p}.minCount`, def.minCount, name === "system" ? 1 : 0, 1000),
-      maxCount: r.int(`${p}.maxCount`, def.maxCount, 1, 1000),
-      osDiskSizeGB: r.int(`${p}.osDiskSizeGB`, def.osDiskSizeGB, 30, 2048, " GiB"),
-    };
+    const result = nodePools[name];
     if (result.minCount > result.maxCount) {
       problems.add(
         `${p}.minCount`,
@@ -1009,11 +887,8 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
         `Lower ${p}.minCount or raise ${p}.maxCount.`,
       );
     }
-    return result;
-  };
-  const nodePools = { system: pool("system"), data: pool("data") };
+  }
 
-  const drainTimeoutMinutes = r.int("drainTimeoutMinutes", d.drainTimeoutMinutes, 1, 1440, " minutes");
   if (drainTimeoutMinutes * 60 <= MILVUS_TERMINATION_GRACE_SECONDS) {
     problems.add(
       "drainTimeoutMinutes",
@@ -1026,16 +901,10 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
   const upgradeMinutes = upgradeMinutesEstimate(nodePools, zones.length, drainTimeoutMinutes);
   // AKS takes windows of 4 to 24 hours (MaintenanceWindow.durationHours, API 2025-09-01).
   const neededHours = Math.max(4, Math.ceil(upgradeMinutes / 60));
+  // durationHours 0: unset (or bad), so long enough for the pools.
   const maintenance: MaintenanceConfig = {
-    day: r.oneOf<Weekday>("maintenance.day", d.maintenance.day, WEEKDAYS),
-    startHourUtc: r.int("maintenance.startHourUtc", d.maintenance.startHourUtc, 0, 23),
-    durationHours: r.int(
-      "maintenance.durationHours",
-      Math.min(24, neededHours),
-      4,
-      24,
-      " hours (AKS allows 4 to 24)",
-    ),
+    ...c.maintenance,
+    durationHours: c.maintenance.durationHours || Math.min(24, neededHours),
   };
   const upgradeShape =
     `${zones.length} data pool(s) of up to ${nodePools.data.maxCount} nodes and a system pool of up to ${nodePools.system.maxCount}, ` +
@@ -1045,7 +914,7 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
       "nodePools.data.maxCount",
       nodePools.data.maxCount,
       `a pool shape AKS can upgrade inside one 24 h maintenance window (estimated ${(upgradeMinutes / 60).toFixed(1)} h: ${upgradeShape})`,
-      'Lower nodePools.data.maxCount or drainTimeoutMinutes; README "Maintenance windows" shows the arithmetic.',
+      'Lower nodePools.data.maxCount or drainTimeoutMinutes; docs/operations.md "Maintenance windows" shows the arithmetic.',
     );
   } else if (maintenance.durationHours < neededHours) {
     problems.add(
@@ -1056,28 +925,7 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     );
   }
 
-  const cidr = (key: keyof NetworkConfig) =>
-    r.string(
-      `network.${key}`,
-      d.network[key],
-      { test: isIpv4Cidr },
-      "an IPv4 CIDR such as 10.10.0.0/16",
-      d.network[key],
-    );
-  const network: NetworkConfig = {
-    vnetCidr: cidr("vnetCidr"),
-    nodeSubnetCidr: cidr("nodeSubnetCidr"),
-    endpointSubnetCidr: cidr("endpointSubnetCidr"),
-    podCidr: cidr("podCidr"),
-    serviceCidr: cidr("serviceCidr"),
-    dnsServiceIp: r.string(
-      "network.dnsServiceIp",
-      d.network.dnsServiceIp,
-      { test: isIpv4 },
-      "an IPv4 address",
-      d.network.dnsServiceIp,
-    ),
-  };
+  const network: NetworkConfig = c.network;
   const ranges = {
     vnet: cidrOf(network.vnetCidr),
     node: cidrOf(network.nodeSubnetCidr),
@@ -1129,13 +977,7 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     );
   }
 
-  const adminGroupObjectIds = r.stringList(
-    "adminGroupObjectIds",
-    d.adminGroupObjectIds,
-    GUID,
-    "a list of Entra ID group object ids (GUIDs)",
-    "'[\"00000000-0000-0000-0000-000000000000\"]'",
-  );
+  const adminGroupObjectIds = c.adminGroupObjectIds;
   if (adminGroupObjectIds.length === 0) {
     problems.add(
       "adminGroupObjectIds",
@@ -1145,37 +987,11 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     );
   }
 
-  const diskSku = r.oneOf<DiskSku>("storage.diskSku", d.storage.diskSku, DISK_SKUS);
-
-  /** A CPU or memory quantity, in any form Kubernetes reads (checkQuantity), never negative. */
-  const quantity = (path: string, fallback: string, res: "cpu" | "memory"): string => {
-    const allowed =
-      res === "cpu" ? 'a CPU quantity such as "2" or "500m"' : 'a memory quantity such as "8Gi"';
-    const raw = r.lookup(path);
-    const v = r.string(path, fallback, { test: () => true }, allowed, fallback);
-    if (typeof raw !== "string") return v;
-    const q = checkQuantity(v);
-    const why = !q.ok
-      ? q.reason
-      : q.value.isNegative()
-        ? "Kubernetes rejects negative requests and limits"
-        : "";
-    if (why) problems.add(path, v, `${allowed}; ${why}`, setPathHint(path, fallback));
-    return v;
-  };
-  const sizing = (role: string, def: RoleSizing, minReplicas: number, maxReplicas: number): RoleSizing => {
+  const milvus: MilvusConfig = c.milvus;
+  const mode = milvus.mode;
+  for (const role of ["standalone", "mixCoord", "proxy", "queryNode", "dataNode", "streamingNode"] as const) {
     const p = `milvus.${role}`;
-    const s: RoleSizing = {
-      replicas: r.int(`${p}.replicas`, def.replicas, minReplicas, maxReplicas),
-      requests: {
-        cpu: quantity(`${p}.requests.cpu`, def.requests.cpu, "cpu"),
-        memory: quantity(`${p}.requests.memory`, def.requests.memory, "memory"),
-      },
-      limits: {
-        cpu: quantity(`${p}.limits.cpu`, def.limits.cpu, "cpu"),
-        memory: quantity(`${p}.limits.memory`, def.limits.memory, "memory"),
-      },
-    };
+    const s = milvus[role];
     for (const res of ["cpu", "memory"] as const) {
       const [request, limit] = [checkQuantity(s.requests[res]), checkQuantity(s.limits[res])];
       // Compared as exact values, across suffixes: "1Gi" is more than "1G", "500m" less than "1".
@@ -1188,43 +1004,7 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
         );
       }
     }
-    return s;
-  };
-
-  const mode = r.oneOf<MilvusMode>("milvus.mode", d.milvus.mode, MILVUS_MODES);
-  const dm = d.milvus;
-  const milvus: MilvusConfig = {
-    mode,
-    imageTag: r.string(
-      "milvus.imageTag",
-      dm.imageTag,
-      IMAGE_TAG,
-      'a pinned Milvus 2.6 release tag such as "v2.6.24" (never "latest")',
-      dm.imageTag,
-    ),
-    // Standalone embeds the coordinators and a local WAL: more than one replica is invalid (milvus#28063;
-    // milvus-helm runs standalone as one replica with the Recreate strategy).
-    standalone: {
-      ...sizing("standalone", dm.standalone, 1, 1),
-      diskSizeGi: r.int("milvus.standalone.diskSizeGi", dm.standalone.diskSizeGi, 10, 32767, " GiB"),
-    },
-    // Active-standby needs exactly one standby; more only adds idle pods.
-    mixCoord: sizing("mixCoord", dm.mixCoord, 2, 3),
-    proxy: {
-      ...sizing("proxy", dm.proxy, 2, 100),
-      maxReplicas: r.int("milvus.proxy.maxReplicas", dm.proxy.maxReplicas, 2, 200),
-    },
-    queryNode: {
-      ...sizing("queryNode", dm.queryNode, 2, 100),
-      maxReplicas: r.int("milvus.queryNode.maxReplicas", dm.queryNode.maxReplicas, 2, 200),
-      diskSizeGi: r.int("milvus.queryNode.diskSizeGi", dm.queryNode.diskSizeGi, 10, 32767, " GiB"),
-    },
-    dataNode: sizing("dataNode", dm.dataNode, 2, 100),
-    streamingNode: {
-      ...sizing("streamingNode", dm.streamingNode, 2, 100),
-      diskSizeGi: r.int("milvus.streamingNode.diskSizeGi", dm.streamingNode.diskSizeGi, 10, 32767, " GiB"),
-    },
-  };
+  }
   const imageMinor = /^v?2\.(\d+)\.(\d+)/.exec(milvus.imageTag);
   if (milvus.imageTag && (!imageMinor || Number(imageMinor[1]) !== 6 || Number(imageMinor[2]) < 10)) {
     problems.add(
@@ -1273,19 +1053,7 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     }
   }
 
-  const objectStore = r.oneOf<ObjectStore>("objectStore", d.objectStore, OBJECT_STORES);
-
-  const etcd: EtcdConfig = {
-    replicas: r.int("etcd.replicas", d.etcd.replicas, 1, 7),
-    diskSizeGi: r.int("etcd.diskSizeGi", d.etcd.diskSizeGi, 1, 1024, " GiB"),
-    quotaBackendBytes: r.int(
-      "etcd.quotaBackendBytes",
-      d.etcd.quotaBackendBytes,
-      1024 ** 3,
-      8 * 1024 ** 3,
-      " bytes (etcd's supported maximum is 8 GiB)",
-    ),
-  };
+  const { objectStore, etcd, minio } = c;
   if (etcd.replicas % 2 === 0) {
     problems.add(
       "etcd.replicas",
@@ -1294,24 +1062,6 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
       "An even etcd cluster tolerates no more failures than the odd one below it.",
     );
   }
-  const minio: MinioConfig = {
-    replicas: r.int("minio.replicas", d.minio.replicas, 1, 32),
-    diskSizeGi: r.int("minio.diskSizeGi", d.minio.diskSizeGi, 10, 32767, " GiB"),
-    image: r.string(
-      "minio.image",
-      d.minio.image,
-      MINIO_IMAGE,
-      'a MinIO image pinned to a RELEASE tag (>= RELEASE.2024-12-18, which Woodpecker needs) or a digest, e.g. "myacr.azurecr.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"',
-      d.minio.image,
-    ),
-    clientImage: r.string(
-      "minio.clientImage",
-      d.minio.clientImage,
-      MINIO_IMAGE,
-      'an mc image pinned to a RELEASE tag or a digest (never "latest")',
-      d.minio.clientImage,
-    ),
-  };
   const minioRelease = /:RELEASE\.(\d{4})-(\d{2})-(\d{2})/.exec(minio.image);
   if (minioRelease && `${minioRelease[1]}${minioRelease[2]}${minioRelease[3]}` < "20241218") {
     problems.add(
@@ -1330,89 +1080,19 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     );
   }
 
-  // What a Kubernetes CronJob accepts (backup/schedule.ts), with the reason when not, e.g.
-  // "hour 25 is out of range 0-23"; the worker's loop and the stale-backup alert read it the same way.
-  const scheduleAllowed =
-    'a Kubernetes CronJob schedule in UTC: five fields such as "0 2 * * *" (names such as SUN or JAN allowed) or a macro such as @daily';
-  const scheduleHint = setPathHint("backup.schedule", "'0 2 * * *'");
-  const schedule = r.string(
-    "backup.schedule",
-    d.backup.schedule,
-    { test: () => true },
-    scheduleAllowed,
-    "'0 2 * * *'",
-  );
-  const scheduleCheck = checkCron(schedule);
-  if (!scheduleCheck.ok && typeof r.lookup("backup.schedule") === "string") {
-    problems.add(
-      "backup.schedule",
-      schedule,
-      `${scheduleAllowed}; here ${scheduleCheck.reason}`,
-      scheduleHint,
-    );
-  }
-  const backup: BackupConfig = {
-    schedule,
-    retentionDays: r.int("backup.retentionDays", d.backup.retentionDays, 1, 36500, " days"),
-    immutabilityDays: r.int(
-      "backup.immutabilityDays",
-      d.backup.immutabilityDays,
-      0,
-      146000,
-      " days (0 disables immutability)",
-    ),
-    collections: r.stringList(
-      "backup.collections",
-      d.backup.collections,
-      COLLECTION,
-      "a list of Milvus collection names",
-      "'[\"docs\"]'",
-    ),
-    image: d.backup.image,
-  };
-  if (scheduleCheck.ok) {
-    const clashes = backupDaysLost(schedule, maintenance);
+  const backup: BackupConfig = c.backup;
+  if (checkCron(backup.schedule).ok) {
+    const clashes = backupDaysLost(backup.schedule, maintenance);
     if (clashes.length > 0) {
       const end = (maintenance.startHourUtc + maintenance.durationHours) % 24;
       problems.add(
         "backup.schedule",
-        schedule,
+        backup.schedule,
         `a schedule that keeps at least one backup a day outside the maintenance window (${maintenance.day} ${String(maintenance.startHourUtc).padStart(2, "0")}:00-${String(end).padStart(2, "0")}:00 UTC) and the ${BACKUP_LEAD_HOURS} h before it; these runs are that day's only backups and clash: ${clashes.join(", ")}`,
         "Node drains during the window evict the backup pod. Move backup.schedule or maintenance.day/startHourUtc.",
       );
     }
   }
-  const di = d.backup.image;
-  backup.image = {
-    registry: r.string(
-      "backup.image.registry",
-      di.registry,
-      /^([a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?)?$/,
-      "a registry host such as myacr.azurecr.io, or empty for the stack's own registry",
-      "myacr.azurecr.io",
-    ),
-    repository: r.string(
-      "backup.image.repository",
-      di.repository,
-      /^[a-z0-9]+([._/-][a-z0-9]+)*$/,
-      "a lower-case repository path such as milvus-backup",
-      di.repository,
-    ),
-    tag: r.string(
-      "backup.image.tag",
-      di.tag,
-      /^(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/,
-      'a pinned tag such as "0.1.0" (never "latest")',
-      di.tag,
-    ),
-    digest: r.string(
-      "backup.image.digest",
-      di.digest,
-      /^(sha256:[a-f0-9]{64})?$/,
-      "empty, or a digest sha256:<64 hex>",
-      "sha256:<digest>",
-    ),
-  };
   if (backup.immutabilityDays > backup.retentionDays) {
     problems.add(
       "backup.immutabilityDays",
@@ -1422,25 +1102,9 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     );
   }
 
-  const monitoring: MonitoringConfig = {
-    chartVersion: r.string(
-      "monitoring.chartVersion",
-      d.monitoring.chartVersion,
-      /^\d+\.\d+\.\d+$/,
-      'an exact kube-prometheus-stack chart version such as "88.5.3" (no ranges, no "latest")',
-      d.monitoring.chartVersion,
-    ),
-    retentionDays: r.int("monitoring.retentionDays", d.monitoring.retentionDays, 1, 365, " days"),
-    storageGi: r.int("monitoring.storageGi", d.monitoring.storageGi, 10, 4096, " GiB"),
-  };
+  const monitoring: MonitoringConfig = c.monitoring;
 
-  const pairedLocation = r.string(
-    "dr.pairedLocation",
-    undefined,
-    REGION,
-    "the Azure region paired with location, e.g. northeurope",
-    "northeurope",
-  );
+  const pairedLocation = c.dr.pairedLocation;
   if (pairedLocation && pairedLocation === location) {
     problems.add(
       "dr.pairedLocation",
@@ -1462,35 +1126,8 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     );
   }
 
-  const dr: DrConfig = {
-    pairedLocation,
-    primaryStack:
-      environment === "dr"
-        ? r.string(
-            "dr.primaryStack",
-            undefined,
-            STACK_REF,
-            "the fully qualified primary stack, organization/project/stack, e.g. acme/milvus-aks/prod",
-            "acme/milvus-aks/prod",
-          )
-        : "",
-    standby: r.oneOf<"warm" | "cold">("dr.standby", "warm", ["warm", "cold"]),
-    activated: r.bool("dr.activated", false),
-    standbySubnetIds: r.stringList(
-      "dr.standbySubnetIds",
-      [],
-      SUBNET_ID,
-      "a list of subnet resource ids, /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet>",
-      "'[\"<the dr stack's nodeSubnetId output>\"]'",
-    ),
-    standbyStack: r.string(
-      "dr.standbyStack",
-      "",
-      STACK_NAME,
-      "the name of this stack's dr stack in the same subscription (letters, digits, _ . -), e.g. dr",
-      "dr",
-    ),
-  };
+  // primaryStack is read on dr stacks only.
+  const dr: DrConfig = { ...c.dr, primaryStack: environment === "dr" ? c.dr.primaryStack : "" };
   if (dr.standbyStack && (environment === "dr" || dr.standbyStack === stack)) {
     problems.add(
       "dr.standbyStack",
@@ -1567,17 +1204,26 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     );
   }
 
-  const security = parseSecurity(r, problems, d.security);
-  const access = parseAccess(r, problems);
+  const security = checkSecurity(problems, c.security, raw);
+  const { access, skipped } = checkAccess(problems, c.access, raw);
 
-  const tags = r.record("tags");
+  // The schema's problems first (each key once), then the rules across keys; problems inside a role
+  // or user whose name is already rejected are left out.
+  const shapeProblems = schemaProblems(stackConfigSchema(env, "strict"), raw, {
+    "maintenance.durationHours": String(Math.min(24, neededHours)),
+  }).filter((p) => !skipped.some((s) => p.key.startsWith(`${s}.`)));
+  const errors = [
+    ...shapeProblems.map((p) => problemDetail(p.key, p.value, p.allowed, p.fix)),
+    ...problems.errors,
+  ];
+  const unique = errors.filter((e, i) => errors.findIndex((x) => x.reason === e.reason) === i);
 
-  if (problems.errors.length > 0) {
+  if (unique.length > 0) {
     throw new pulumi.InputPropertiesError({
-      message: `Stack "${stack}" has ${problems.errors.length} configuration problem(s):\n${problems.errors
+      message: `Stack "${stack}" has ${unique.length} configuration problem(s):\n${unique
         .map((e) => `  - ${e.reason}`)
         .join("\n")}`,
-      errors: problems.errors,
+      errors: unique,
     });
   }
 
@@ -1593,7 +1239,7 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     maintenance,
     network,
     adminGroupObjectIds,
-    storage: { diskSku },
+    storage: c.storage,
     milvus,
     objectStore,
     etcd,
@@ -1603,17 +1249,10 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
     dr,
     security,
     access,
-    tags: { environment, "managed-by": "pulumi", project: "milvus-aks", ...tags },
+    tags: { environment, "managed-by": "pulumi", project: "milvus-aks", ...c.tags },
   };
 }
 
-// Milvus name rules (milvus internal/proxy/validate_util.go, ValidateUsername and ValidateRoleName:
-// a letter or underscore first, then letters, digits and underscores; at most 32 characters).
-const MILVUS_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,31}$/;
-// Database names: same alphabet, at most 64 characters (validate_util.go, ValidateDatabaseName).
-const MILVUS_DATABASE = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/;
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/;
 
 /** Kubernetes name of a Milvus user's Secret (DNS-1123: underscores become dashes, lower case). */
@@ -1621,45 +1260,8 @@ export function userSecretName(user: string): string {
   return `milvus-user-${user.toLowerCase().replace(/_/g, "-")}`;
 }
 
-function parseSecurity(r: Reader, problems: Problems, d: SecurityConfig): SecurityConfig {
-  const tls: TlsConfig = {
-    enabled: r.bool("security.tls.enabled", d.tls.enabled),
-    internal: r.bool("security.tls.internal", d.tls.internal),
-    certManagerChartVersion: r.string(
-      "security.tls.certManagerChartVersion",
-      d.tls.certManagerChartVersion,
-      /^v\d+\.\d+\.\d+$/,
-      'an exact cert-manager chart version such as "v1.21.1" (no ranges, no "latest")',
-      d.tls.certManagerChartVersion,
-    ),
-    issuer: {
-      kind: r.oneOf<TlsIssuer["kind"]>("security.tls.issuer.kind", d.tls.issuer.kind, [
-        "ClusterIssuer",
-        "Issuer",
-      ]),
-      name: r.string(
-        "security.tls.issuer.name",
-        d.tls.issuer.name,
-        /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)?$/,
-        "empty (the stack's own CA), or the name of an existing cert-manager issuer",
-        "corp-ca",
-      ),
-    },
-    caBundle: r.string(
-      "security.tls.caBundle",
-      d.tls.caBundle,
-      /^[\s\S]*$/,
-      "a PEM CA bundle",
-      '"$(cat ca.pem)"',
-    ),
-    dnsNames: r.stringList(
-      "security.tls.dnsNames",
-      d.tls.dnsNames,
-      DNS_NAME,
-      "a list of lower-case DNS names",
-      "'[\"milvus.prod.internal.example.com\"]'",
-    ),
-  };
+function checkSecurity(problems: Problems, s: SecurityConfig, raw: Raw): SecurityConfig {
+  const tls: TlsConfig = s.tls;
   if (tls.issuer.name && !PEM_CERTIFICATE.test(tls.caBundle)) {
     problems.add(
       "security.tls.caBundle",
@@ -1676,15 +1278,9 @@ function parseSecurity(r: Reader, problems: Problems, d: SecurityConfig): Securi
       "The stack publishes its own CA as the milvusCaCertificate output; remove caBundle or set issuer.name.",
     );
   }
-  const audit: AuditConfig = {
-    enabled: r.bool("security.audit.enabled", d.audit.enabled),
-    // Log Analytics workspaces keep data 30 to 730 days on the PerGB2018 tier (Microsoft.OperationalInsights
-    // workspaces, retentionInDays; "Manage data retention in a Log Analytics workspace").
-    retentionDays: r.int("security.audit.retentionDays", d.audit.retentionDays, 30, 730, " days"),
-    containerInsights: r.bool("security.audit.containerInsights", d.audit.containerInsights),
-    milvusAccessLog: r.bool("security.audit.milvusAccessLog", d.audit.milvusAccessLog),
-  };
-  if (!audit.enabled && audit.containerInsights && r.lookup("security.audit.containerInsights") === true) {
+  const audit: AuditConfig = { ...s.audit };
+  const set = lookupRaw(raw, "security.audit.containerInsights");
+  if (!audit.enabled && audit.containerInsights && (set === true || set === "true")) {
     problems.add(
       "security.audit.containerInsights",
       true,
@@ -1693,31 +1289,29 @@ function parseSecurity(r: Reader, problems: Problems, d: SecurityConfig): Securi
     );
   }
   if (!audit.enabled) audit.containerInsights = false;
-  const encryption: EncryptionConfig = {
-    atHost: r.bool("security.encryption.atHost", d.encryption.atHost),
-    infrastructure: r.bool("security.encryption.infrastructure", d.encryption.infrastructure),
-    customerManagedKey: r.bool("security.encryption.customerManagedKey", d.encryption.customerManagedKey),
-  };
-  return { tls, audit, encryption };
+  return { tls, audit, encryption: s.encryption };
 }
 
-function parseAccess(r: Reader, problems: Problems): AccessConfig {
+function lookupRaw(raw: Raw, path: string): unknown {
+  let cur: unknown = raw;
+  for (const part of path.split(".")) {
+    if (!isObject(cur)) return undefined;
+    cur = cur[part];
+  }
+  return cur;
+}
+
+/** Name rules of roles and users, and the roles users name; returns the entries left out. */
+function checkAccess(
+  problems: Problems,
+  a: AccessConfig,
+  raw: Raw,
+): { access: AccessConfig; skipped: string[] } {
   const roles: Record<string, AccessRole> = {};
   const users: Record<string, AccessUser> = {};
-  const rawRoles = r.lookup("access.roles");
-  const rawUsers = r.lookup("access.users");
-  const roleMap: Raw = isObject(rawRoles) ? rawRoles : {};
-  const userMap: Raw = isObject(rawUsers) ? rawUsers : {};
-  const example = '\'{"database":"default","collections":["documents"],"access":"read"}\'';
-  if (rawRoles !== undefined && !isObject(rawRoles)) {
-    problems.add(
-      "access.roles",
-      rawRoles,
-      "a map of role name to role",
-      setPathHint("access.roles.search", example),
-    );
-  }
-  for (const name of Object.keys(roleMap)) {
+  const skipped: string[] = [];
+  const rawRoles = lookupRaw(raw, "access.roles");
+  for (const name of Object.keys(a.roles)) {
     const key = `access.roles.${name}`;
     if (!MILVUS_NAME.test(name) || BUILTIN_MILVUS_ROLES.includes(name)) {
       problems.add(
@@ -1726,42 +1320,24 @@ function parseAccess(r: Reader, problems: Problems): AccessConfig {
         "a Milvus role name (a letter or _ first, then letters, digits, _; up to 32) other than the built-in admin and public",
         "Rename the role.",
       );
+      skipped.push(key);
       continue;
     }
-    if (!isObject(roleMap[name])) {
-      problems.add(key, roleMap[name], "a role { database, collections, access }", setPathHint(key, example));
-      continue;
-    }
-    roles[name] = {
-      database: r.string(`${key}.database`, "default", MILVUS_DATABASE, "a Milvus database name", "default"),
-      collections: r.stringList(
-        `${key}.collections`,
-        [],
-        /^(\*|[A-Za-z_][A-Za-z0-9_]{0,254})$/,
-        'a list of collection names, or ["*"] for every collection of the database',
-        "'[\"documents\"]'",
-      ),
-      access: r.oneOf<AccessLevel>(`${key}.access`, undefined, ACCESS_LEVELS),
-    };
-    if (roles[name].collections.length === 0) {
+    // Not an object: the schema reports it.
+    if (isObject(rawRoles) && !isObject(rawRoles[name])) continue;
+    const role = a.roles[name];
+    roles[name] = role;
+    if (role.collections.length === 0) {
       problems.add(
         `${key}.collections`,
-        roles[name].collections,
+        role.collections,
         'at least one collection name, or ["*"]',
         setPathHint(`${key}.collections`, "'[\"documents\"]'"),
       );
     }
   }
-  if (rawUsers !== undefined && !isObject(rawUsers)) {
-    problems.add(
-      "access.users",
-      rawUsers,
-      "a map of user name to user",
-      setPathHint("access.users.search_api", '\'{"roles":["search"],"secretNamespace":"search"}\''),
-    );
-  }
   const secretNames = new Map<string, string>();
-  for (const name of Object.keys(userMap)) {
+  for (const name of Object.keys(a.users)) {
     const key = `access.users.${name}`;
     if (!MILVUS_NAME.test(name) || RESERVED_MILVUS_USERS.includes(name)) {
       problems.add(
@@ -1770,6 +1346,7 @@ function parseAccess(r: Reader, problems: Problems): AccessConfig {
         `a Milvus user name (a letter or _ first, then letters, digits, _; up to 32) other than ${RESERVED_MILVUS_USERS.join(" and ")}`,
         "Rename the user: root is kept for the access Job alone and backup_worker is the backup worker's.",
       );
+      skipped.push(key);
       continue;
     }
     const secretName = userSecretName(name);
@@ -1783,13 +1360,8 @@ function parseAccess(r: Reader, problems: Problems): AccessConfig {
       );
     }
     secretNames.set(secretName, name);
-    const userRoles = r.stringList(
-      `${key}.roles`,
-      [],
-      MILVUS_NAME,
-      "a list of role names from access.roles",
-      "'[\"search\"]'",
-    );
+    const user = a.users[name];
+    const userRoles = user.roles;
     const unknown = userRoles.filter((role) => !(role in roles));
     if (userRoles.length === 0 || unknown.length > 0) {
       problems.add(
@@ -1801,50 +1373,21 @@ function parseAccess(r: Reader, problems: Problems): AccessConfig {
           : "A user without a role can do nothing; give it a role or remove it.",
       );
     }
-    users[name] = {
-      roles: userRoles,
-      // Default: the data namespace, which this stack creates; another namespace must already exist.
-      secretNamespace: r.string(
-        `${key}.secretNamespace`,
-        DATA_NAMESPACE,
-        DNS_LABEL,
-        "the existing Kubernetes namespace of the application that uses this user",
-        "search",
-      ),
-    };
+    users[name] = user;
   }
-  return { roles, users };
+  return { access: { roles, users }, skipped };
 }
 
-/** Reads the current stack's `milvus-aks:*` keys and validates them. */
+/**
+ * Reads every `milvus-aks:*` key of the current stack (pulumi.runtime.allConfig(), so a misspelt or
+ * flat key is seen too; other namespaces such as azure-native are not ours) and validates them.
+ */
 export function loadStackConfig(options: ParseOptions = {}): StackConfig {
-  const cfg = new pulumi.Config(CONFIG_NAMESPACE);
-  const keys = [
-    "environment",
-    "location",
-    "zones",
-    "kubernetesVersion",
-    "nodePools",
-    "drainTimeoutMinutes",
-    "maintenance",
-    "network",
-    "adminGroupObjectIds",
-    "storage",
-    "milvus",
-    "objectStore",
-    "etcd",
-    "minio",
-    "backup",
-    "monitoring",
-    "dr",
-    "security",
-    "access",
-    "tags",
-  ];
   const raw: Raw = {};
-  for (const key of keys) {
-    const text = cfg.get(key);
-    if (text === undefined) continue;
+  for (const [fullKey, text] of Object.entries(pulumi.runtime.allConfig())) {
+    if (!fullKey.startsWith(`${CONFIG_NAMESPACE}:`)) continue;
+    // Old-style keys are `namespace:config:key`.
+    const key = fullKey.slice(CONFIG_NAMESPACE.length + 1).replace(/^config:/, "");
     // Structured values arrive as JSON text; scalars stay strings so "1.33" is not read as a number.
     if (/^\s*[[{]/.test(text)) {
       try {

@@ -323,7 +323,7 @@ describe("Azure layer", () => {
         { cwd: ROOT, encoding: "utf8" },
       );
       assert.equal(res.status, 1);
-      assert.match(res.stderr, /Stack "broken" has 11 configuration problem\(s\):/);
+      assert.match(res.stderr, /Stack "broken" has 14 configuration problem\(s\):/);
       assert.match(res.stderr, /backup\.retentionDays = 0 is invalid/);
       assert.equal(res.stdout, "");
     });

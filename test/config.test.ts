@@ -36,6 +36,7 @@ describe("stack configuration", () => {
     const paths = errors.map((e) => e.propertyPath).sort();
     assert.deepEqual(paths, [
       "adminGroupObjectIds",
+      "backup.retentionDay",
       "backup.retentionDays",
       "backup.schedule",
       "dr.pairedLocation",
@@ -43,7 +44,9 @@ describe("stack configuration", () => {
       "milvus.imageTag",
       "milvus.imageTag",
       "milvus.mode",
+      "milvus.queryNode.replicas",
       "nodePools.data.minCount",
+      "zone",
       "zones",
       "zones",
     ]);
@@ -64,6 +67,18 @@ describe("stack configuration", () => {
     assert.match(byPath("kubernetesVersion")[0] ?? "", /"v1\.33-latest" is invalid/);
     assert.match(byPath("milvus.mode")[0] ?? "", /"standalone" is invalid: expected "cluster" in prod/);
     assert.match(byPath("dr.pairedLocation")[0] ?? "", /a region different from location/);
+    // Typos: unknown keys get the closest known key; a nested key set without --path gets the command.
+    assert.deepEqual(byPath("zone"), [
+      'zone = ["1","2","3"] is invalid: expected a key of milvus-aks (did you mean zones?). Rename zone to zones in Pulumi.<stack>.yaml, or `pulumi config rm milvus-aks:zone` and set milvus-aks:zones.',
+    ]);
+    assert.deepEqual(byPath("backup.retentionDay"), [
+      "backup.retentionDay = 7 is invalid: expected a key of backup (did you mean backup.retentionDays?). Rename backup.retentionDay to backup.retentionDays in Pulumi.<stack>.yaml, or `pulumi config rm --path milvus-aks:backup.retentionDay` and set milvus-aks:backup.retentionDays with --path.",
+    ]);
+    assert.deepEqual(byPath("milvus.queryNode.replicas"), [
+      'milvus.queryNode.replicas = "3" is invalid: expected the nested key milvus.queryNode.replicas, not a top-level key whose name contains dots. Set it with `pulumi config set --path milvus-aks:milvus.queryNode.replicas 3` (without --path it became a top-level key named "milvus.queryNode.replicas"); remove that one with `pulumi config rm milvus-aks:milvus.queryNode.replicas`.',
+    ]);
+    // Each problem once.
+    assert.equal(new Set(errors.map((e) => e.reason)).size, errors.length);
     // Each message says how to fix it.
     for (const e of errors) assert.ok(e.reason.length > 40 && /\. \S/.test(e.reason), e.reason);
   });

@@ -437,7 +437,7 @@ describe("deploy workflow", () => {
       inputs: {
         allow_stateful_changes: {
           description:
-            'URNs, separated by spaces, of stateful resources this run may replace or delete (take a backup first). Empty: a plan that replaces or deletes one fails before `pulumi up`. docs/delivery.md.',
+            "URNs, separated by spaces, of stateful resources this run may replace or delete (take a backup first). Empty: a plan that replaces or deletes one fails before `pulumi up`. docs/delivery.md.",
           type: "string",
           required: false,
           default: "",
