@@ -1,30 +1,30 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as resources from "@pulumi/azure-native/resources";
-import { StackConfig } from "./config";
-import { AksClusterComponent } from "./aksCluster";
-import { BackupStorageComponent } from "./backupStorage";
-import { NetworkComponent } from "./network";
-import { PrimaryStackComponent } from "./primaryStack";
-import { DataLayerComponent } from "./dataLayer";
+import { StackConfig } from "./shared/config";
+import { AksClusterComponent } from "./azure/aksCluster";
+import { BackupStorageComponent } from "./azure/backupStorage";
+import { NetworkComponent } from "./azure/network";
+import { PrimaryStackComponent } from "./azure/primaryStack";
+import { DataLayerComponent } from "./data/dataLayer";
 import {
   DATA_NAMESPACE,
   NODE_SUBNET_NAME,
   globalNameOutput,
   stackResourceGroupName,
   stackVnetName,
-} from "./naming";
-import { liveSubnet } from "./network";
-import { MonitoringComponent } from "./monitoring";
-import { BackupWorkerComponent, backupWorkerDefaults } from "./backupWorker";
+} from "./shared/naming";
+import { liveSubnet } from "./azure/network";
+import { MonitoringComponent } from "./monitoring/monitoring";
+import { BackupWorkerComponent, backupWorkerDefaults } from "./backupDeployment/backupWorker";
 import * as random from "@pulumi/random";
-import { AuditWorkspaceComponent } from "./auditWorkspace";
-import { AuditDiagnosticsComponent } from "./auditDiagnostics";
-import { CertManagerComponent } from "./certManager";
-import { EncryptionKeysComponent } from "./encryptionKeys";
-import { encryptionAtHostReady } from "./subscriptionFeatures";
-import { MilvusAccessComponent, milvusAccessDefaults } from "./milvusAccess";
-import { AccountEncryption } from "./storageAccount";
-import { BACKUP_MILVUS_USER } from "./config";
+import { AuditWorkspaceComponent } from "./azure/auditWorkspace";
+import { AuditDiagnosticsComponent } from "./azure/auditDiagnostics";
+import { CertManagerComponent } from "./data/certManager";
+import { EncryptionKeysComponent } from "./azure/encryptionKeys";
+import { encryptionAtHostReady } from "./azure/subscriptionFeatures";
+import { MilvusAccessComponent, milvusAccessDefaults } from "./backupDeployment/milvusAccess";
+import { AccountEncryption } from "./azure/storageAccount";
+import { BACKUP_MILVUS_USER } from "./shared/config";
 
 /**
  * Subnets of the dr stack admitted through this stack's backup firewall: the ones configured, plus the
@@ -288,7 +288,7 @@ function deployCluster(
     { providers: { kubernetes: aks.provider } },
   );
 
-  // The worker's own Milvus user (components/milvusAccess.ts): generated here because the access Job
+  // The worker's own Milvus user (components/backupDeployment/milvusAccess.ts): generated here because the access Job
   // runs the worker's image and the worker's CronJob carries this user's token.
   const backupPassword = pulumi.secret(
     new random.RandomPassword(`${name}-milvus-backup-password`, { length: 32, special: false }).result,

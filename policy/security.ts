@@ -27,7 +27,7 @@ import { STORAGE_ACCOUNT } from "./storage";
  *   accounts add infrastructure (double) encryption.
  * - no-root-credentials: the Milvus root user is used by the access Job alone.
  *
- * Names below repeat the program's (components/milvusCertificates.ts, milvusAccess.ts,
+ * Names below repeat the program's (components/data/milvusCertificates.ts, milvusAccess.ts,
  * auditDiagnostics.ts, naming.ts) instead of importing them: the CLI loads this pack on its own, and
  * importing the components would pull the whole program and its providers into it. The unit tests
  * assert they are equal.
@@ -39,22 +39,22 @@ import { STORAGE_ACCOUNT } from "./storage";
  */
 
 export const DIAGNOSTIC_SETTING = "azure-native:monitor:DiagnosticSetting";
-/** The client-facing certificate's Secret (components/milvusCertificates.ts MILVUS_TLS_SECRET). */
+/** The client-facing certificate's Secret (components/data/milvusCertificates.ts MILVUS_TLS_SECRET). */
 export const MILVUS_TLS_SECRET = "milvus-tls";
-/** The Secret holding Milvus's user.yaml (components/milvus.ts). */
+/** The Secret holding Milvus's user.yaml (components/data/milvus.ts). */
 export const MILVUS_CONFIG_SECRET = "milvus-config";
-/** The root token's Secret (components/milvusAccess.ts rootSecretName). */
+/** The root token's Secret (components/backupDeployment/milvusAccess.ts rootSecretName). */
 export const ROOT_CREDENTIALS_SECRET = "milvus-root-credentials";
-/** components/auditDiagnostics.ts AKS_AUDIT_CATEGORIES. */
+/** components/azure/auditDiagnostics.ts AKS_AUDIT_CATEGORIES. */
 export const AKS_AUDIT_CATEGORIES = ["kube-audit-admin", "guard"];
-/** components/auditDiagnostics.ts BLOB_AUDIT_CATEGORIES. */
+/** components/azure/auditDiagnostics.ts BLOB_AUDIT_CATEGORIES. */
 export const BLOB_AUDIT_CATEGORIES = ["StorageRead", "StorageWrite", "StorageDelete"];
 /** A category group that contains every category of a resource ("Diagnostic settings in Azure Monitor"). */
 const ALL_LOGS = "allLogs";
 
 const NAME_LABEL = "app.kubernetes.io/name";
 const COMPONENT_LABEL = "app.kubernetes.io/component";
-/** The access Job's labels (components/milvusAccess.ts: appLabels(APP.backup, "access")). */
+/** The access Job's labels (components/backupDeployment/milvusAccess.ts: appLabels(APP.backup, "access")). */
 export const ACCESS_JOB_LABELS = { [NAME_LABEL]: "milvus-backup", [COMPONENT_LABEL]: "access" };
 
 const AUDIT_FIX = "set security.audit.enabled: true in the stack's milvus-aks:security config";
@@ -433,7 +433,7 @@ function secretUses(podSpec: Props, secret: string): string[] {
 }
 
 /**
- * The Milvus root user belongs to the access Job (components/milvusAccess.ts), which creates every
+ * The Milvus root user belongs to the access Job (components/backupDeployment/milvusAccess.ts), which creates every
  * other user: no other workload references Secret `milvus-root-credentials` (env, envFrom, Secret
  * and projected volumes, init containers and CronJob templates included), no env var holds a literal
  * root token, and no other Secret holds one (`root:<password>`), where its values are readable (they

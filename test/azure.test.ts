@@ -2,9 +2,9 @@ import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 import * as yaml from "js-yaml";
-import { aksDefaults, kubeloginKubeconfig, SYSTEM_POOL_TAINT } from "../components/aksCluster";
-import { backupStorageDefaults } from "../components/backupStorage";
-import { globalName } from "../components/naming";
+import { aksDefaults, kubeloginKubeconfig, SYSTEM_POOL_TAINT } from "../components/azure/aksCluster";
+import { backupStorageDefaults } from "../components/azure/backupStorage";
+import { globalName } from "../components/shared/naming";
 import {
   AKS_USER_KUBECONFIG,
   RenderedResource,

@@ -2,7 +2,7 @@ import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as yaml from "js-yaml";
 import { v5 as uuidv5 } from "uuid";
-import { kubeloginKubeconfig, poolCount } from "../components/aksCluster";
+import { kubeloginKubeconfig, poolCount } from "../components/azure/aksCluster";
 import {
   AKS_KUBERNETES_VERSIONS,
   backupDaysLost,
@@ -14,9 +14,9 @@ import {
   supportedKubernetesMinors,
   upgradeMinutesEstimate,
   WEEKDAYS,
-} from "../components/config";
-import { globalName, nodeSubnetResourceId } from "../components/naming";
-import { BUILTIN_ROLES, roleAssignmentName } from "../components/roles";
+} from "../components/shared/config";
+import { globalName, nodeSubnetResourceId } from "../components/shared/naming";
+import { BUILTIN_ROLES, roleAssignmentName } from "../components/azure/roles";
 import {
   AKS_USER_KUBECONFIG,
   FAKE_SUBSCRIPTION,

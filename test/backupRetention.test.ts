@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { BUILTIN_ROLES } from "../components/roles";
+import { BUILTIN_ROLES } from "../components/azure/roles";
 import { RenderResult, renderStack } from "../tools/offline-runtime";
 
 /**

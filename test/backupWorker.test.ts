@@ -6,8 +6,8 @@ import {
   imageReference,
   scheduledCommands,
   serviceAccountSubject,
-} from "../components/backupWorker";
-import { BUILTIN_ROLES } from "../components/roles";
+} from "../components/backupDeployment/backupWorker";
+import { BUILTIN_ROLES } from "../components/azure/roles";
 import {
   isSecretValue,
   kubernetesObjects,

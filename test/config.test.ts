@@ -1,7 +1,7 @@
 import * as assert from "node:assert/strict";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { defaultsFor, isValidCron, parseStackConfig } from "../components/config";
+import { defaultsFor, isValidCron, parseStackConfig } from "../components/shared/config";
 import { readStackFile } from "../tools/offline-runtime";
 import { validProd } from "./support/config";
 
@@ -201,7 +201,7 @@ describe("stack configuration", () => {
       assert.equal(d.milvus.mixCoord.replicas, 2);
       assert.equal(d.milvus.queryNode.requests.memory, d.milvus.queryNode.limits.memory);
       assert.equal(d.etcd.replicas, 3);
-      // 2 MinIO pods per zone: EC:3 keeps write quorum through a zone loss (components/erasure.ts).
+      // 2 MinIO pods per zone: EC:3 keeps write quorum through a zone loss (components/data/erasure.ts).
       assert.equal(d.minio.replicas, 6);
       assert.equal(d.etcd.diskSizeGi, 128);
       assert.equal(d.drainTimeoutMinutes, 40);

@@ -3,7 +3,7 @@
  * walking them through `any` keeps the invariants below readable. */
 import * as assert from "node:assert/strict";
 import * as yaml from "js-yaml";
-import { APP, appLabels, DATA_NAMESPACE, MONITORING_NAMESPACE } from "../components/naming";
+import { APP, appLabels, DATA_NAMESPACE, MONITORING_NAMESPACE } from "../components/shared/naming";
 import { schemaProblems } from "../tools/k8s-schema";
 import { isSecretValue, kubernetesObjects, RenderResult, renderStack } from "../tools/offline-runtime";
 import {
@@ -301,7 +301,7 @@ describe("data layer", () => {
     assert.deepEqual(hpa("milvus-proxy"), ["Deployment", 3, 10]);
     assert.deepEqual(hpa("milvus-querynode"), ["StatefulSet", 3, 6]);
     assert.equal(replicas("StatefulSet", "etcd"), 3);
-    // Two per zone: EC:3 keeps write quorum when a zone's two drives are gone (components/erasure.ts).
+    // Two per zone: EC:3 keeps write quorum when a zone's two drives are gone (components/data/erasure.ts).
     assert.equal(replicas("StatefulSet", "minio"), 6);
     assert.deepEqual(
       ofKind(ns, "PodDisruptionBudget")
@@ -690,7 +690,7 @@ describe("data layer", () => {
     assert.equal(flow(objs, minio, etcd, 2379), false);
     assert.equal(allowed(objs, "ingress", proxy, prometheus, 2379), false);
     assert.equal(allowed(objs, "egress", proxy, { namespace: "x", labels: {} }, 443), false);
-    // The worker's egress comes from its own policy (components/backupWorker.ts): Milvus and nothing else inside.
+    // The worker's egress comes from its own policy (components/backupDeployment/backupWorker.ts): Milvus and nothing else inside.
     assert.equal(allowed(objs, "egress", backup, proxy, 19530), true);
     assert.equal(allowed(objs, "egress", backup, etcd, 2379), false);
     assert.equal(allowed(objs, "egress", backup, minio, 9000), false);

@@ -1,16 +1,16 @@
 import * as assert from "node:assert/strict";
 import * as yaml from "js-yaml";
-import { defaultsFor, MilvusConfig, parseStackConfig } from "../components/config";
+import { defaultsFor, MilvusConfig, parseStackConfig } from "../components/shared/config";
 import { configErrors } from "./support/config";
-import { etcdDefaults } from "../components/etcd";
-import { milvusBlobStorageDefaults } from "../components/milvusBlobStorage";
-import { milvusDefaults, milvusProbes, milvusTopology } from "../components/milvus";
-import { milvusUserConfig, renderMilvusUserConfig } from "../components/milvusConfig";
-import { minioDefaults } from "../components/minio";
-import { dataNamespaceDefaults } from "../components/namespaces";
-import { dataNetworkPolicies } from "../components/networkPolicies";
-import { zoneSpread } from "../components/podSpec";
-import { storageClassDefaults } from "../components/storageClasses";
+import { etcdDefaults } from "../components/data/etcd";
+import { milvusBlobStorageDefaults } from "../components/azure/milvusBlobStorage";
+import { milvusDefaults, milvusProbes, milvusTopology } from "../components/data/milvus";
+import { milvusUserConfig, renderMilvusUserConfig } from "../components/data/milvusConfig";
+import { minioDefaults } from "../components/data/minio";
+import { dataNamespaceDefaults } from "../components/data/namespaces";
+import { dataNetworkPolicies } from "../components/data/networkPolicies";
+import { zoneSpread } from "../components/data/podSpec";
+import { storageClassDefaults } from "../components/data/storageClasses";
 
 const prodMilvus = (): MilvusConfig => structuredClone(defaultsFor("prod").milvus);
 

@@ -3,9 +3,9 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as yaml from "js-yaml";
-import { CERT_MANAGER_CHART, CERT_MANAGER_REPO } from "../components/certManager";
-import { defaultsFor } from "../components/config";
-import { KPS_CHART, KPS_REPO } from "../components/monitoring";
+import { CERT_MANAGER_CHART, CERT_MANAGER_REPO } from "../components/data/certManager";
+import { defaultsFor } from "../components/shared/config";
+import { KPS_CHART, KPS_REPO } from "../components/monitoring/monitoring";
 
 /**
  * Repository hygiene: the licence matches package.json, Renovate's custom managers still find the pins they
@@ -331,10 +331,13 @@ describe("repository hygiene", function () {
       );
     });
 
-    it("covers the Milvus tag of every stack file that sets one, and the default in components/config.ts", function () {
+    it("covers the Milvus tag of every stack file that sets one, and the default in components/shared/config.ts", function () {
       const { captures } = customManagerCaptures(renovate, contentsOf(allFiles));
       const files = captures.filter((c) => c.depName === "milvusdb/milvus").map((c) => c.file);
-      const expected = [...stackFiles.filter((f) => stackMilvusTag(f) !== undefined), "components/config.ts"];
+      const expected = [
+        ...stackFiles.filter((f) => stackMilvusTag(f) !== undefined),
+        "components/shared/config.ts",
+      ];
       assert.ok(expected.length > 1);
       assert.deepEqual([...files].sort(), expected.sort());
     });
@@ -350,8 +353,10 @@ describe("repository hygiene", function () {
       const contents = contentsOf(allFiles);
       const renamed = new Map(contents);
       renamed.set(
-        "components/config.ts",
-        contents.get("components/config.ts")!.replace(/\bcertManagerChartVersion:/g, "certManagerVersion:"),
+        "components/shared/config.ts",
+        contents
+          .get("components/shared/config.ts")!
+          .replace(/\bcertManagerChartVersion:/g, "certManagerVersion:"),
       );
       const stack = stackFiles.find((f) => stackMilvusTag(f) !== undefined)!;
       renamed.set(stack, contents.get(stack)!.replace(/\bimageTag:/g, "image_tag:"));

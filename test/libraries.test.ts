@@ -5,7 +5,7 @@
  * refused, with the reason.
  */
 import * as assert from "node:assert/strict";
-import { backupStaleAfterSeconds, maxCronIntervalSeconds } from "../components/alertRules";
+import { backupStaleAfterSeconds, maxCronIntervalSeconds } from "../components/monitoring/alertRules";
 import {
   backupsInMaintenance,
   checkQuantity,
@@ -13,7 +13,7 @@ import {
   isValidCron,
   WEEKDAYS,
   type MaintenanceConfig,
-} from "../components/config";
+} from "../components/shared/config";
 import { checkCron, cronRuns, nextRun, parseCron, scheduleLoop } from "../backup/schedule";
 import { Log } from "../backup/log";
 import { configErrors, validProd } from "./support/config";

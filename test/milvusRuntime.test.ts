@@ -1,10 +1,10 @@
 import * as assert from "node:assert/strict";
 import * as yaml from "js-yaml";
-import { defaultParity, erasureQuorum, zoneSafeParity } from "../components/erasure";
-import { MIN_READY_SECONDS, ROLLOUT_ORDER } from "../components/milvus";
-import { milvusUserConfig } from "../components/milvusConfig";
+import { defaultParity, erasureQuorum, zoneSafeParity } from "../components/data/erasure";
+import { MIN_READY_SECONDS, ROLLOUT_ORDER } from "../components/data/milvus";
+import { milvusUserConfig } from "../components/data/milvusConfig";
 import { configErrors, validProd } from "./support/config";
-import { DATA_NAMESPACE } from "../components/naming";
+import { DATA_NAMESPACE } from "../components/shared/naming";
 import { Obj, objectsOf, ofKind, podTemplates } from "../tools/k8s-objects";
 import { RenderedResource, RenderResult, renderStack } from "../tools/offline-runtime";
 

@@ -13,9 +13,9 @@ import {
   RuleGroup,
   RUNBOOK_DOC,
   runbookAnchor,
-} from "../components/alertRules";
-import { backupWorkerDefaults } from "../components/backupWorker";
-import { dashboardExpressions, dashboards, RATE_INTERVAL } from "../components/dashboards";
+} from "../components/monitoring/alertRules";
+import { backupWorkerDefaults } from "../components/backupDeployment/backupWorker";
+import { dashboardExpressions, dashboards, RATE_INTERVAL } from "../components/monitoring/dashboards";
 import { ROOT, renderStack } from "../tools/offline-runtime";
 
 /**

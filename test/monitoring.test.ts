@@ -1,8 +1,8 @@
 import * as assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import { defaultsFor, parseStackConfig } from "../components/config";
+import { defaultsFor, parseStackConfig } from "../components/shared/config";
 import { configErrors } from "./support/config";
-import type { Dashboard } from "../components/dashboards";
+import type { Dashboard } from "../components/monitoring/dashboards";
 import {
   GRAFANA_DASHBOARD_LABEL,
   KPS_CHART,
@@ -14,8 +14,8 @@ import {
   MonitoringComponent,
   monitoringDefaults,
   PROMETHEUS_STORAGE_CLASS,
-} from "../components/monitoring";
-import { DATA_POOL_LABEL, MONITORING_NAMESPACE } from "../components/naming";
+} from "../components/monitoring/monitoring";
+import { DATA_POOL_LABEL, MONITORING_NAMESPACE } from "../components/shared/naming";
 import { schemaProblems } from "../tools/k8s-schema";
 import {
   isSecretValue,

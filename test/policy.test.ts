@@ -4,11 +4,11 @@ import { specialSecretSig, specialSigKey, unknownValue } from "@pulumi/pulumi/ru
 import {
   AKS_AUDIT_CATEGORIES as PROGRAM_AKS_CATEGORIES,
   BLOB_AUDIT_CATEGORIES as PROGRAM_BLOB_CATEGORIES,
-} from "../components/auditDiagnostics";
-import { milvusDefaults } from "../components/milvus";
-import { milvusAccessDefaults } from "../components/milvusAccess";
-import { MILVUS_TLS_SECRET as PROGRAM_TLS_SECRET } from "../components/milvusCertificates";
-import { APP, appLabels } from "../components/naming";
+} from "../components/azure/auditDiagnostics";
+import { milvusDefaults } from "../components/data/milvus";
+import { milvusAccessDefaults } from "../components/backupDeployment/milvusAccess";
+import { MILVUS_TLS_SECRET as PROGRAM_TLS_SECRET } from "../components/data/milvusCertificates";
+import { APP, appLabels } from "../components/shared/naming";
 import { aksClusterSettings, aksZoneRedundancy, AGENT_POOL, MANAGED_CLUSTER } from "../policy/aks";
 import { Props, StackResource } from "../policy/common";
 import { milvusStandaloneSingleReplica } from "../policy/milvus";

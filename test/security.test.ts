@@ -4,18 +4,22 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as yaml from "js-yaml";
-import { parseStackConfig } from "../components/config";
+import { parseStackConfig } from "../components/shared/config";
 import {
   certManagerValues,
   CERT_MANAGER_REPO,
   STACK_CA_ISSUER,
   STACK_CA_SECRET,
-} from "../components/certManager";
-import { milvusCertificateSpecs, MILVUS_INTERNAL_SNI } from "../components/milvusCertificates";
-import { ACCESS_LOG_FORMAT, milvusSecurityConfig } from "../components/milvusConfig";
-import { accountEncryptionArgs } from "../components/storageAccount";
-import { CONTAINER_INSIGHTS_STREAMS, containerInsightsRule } from "../components/auditDiagnostics";
-import { accessDeclaration, accessJobName, milvusAccessDefaults } from "../components/milvusAccess";
+} from "../components/data/certManager";
+import { milvusCertificateSpecs, MILVUS_INTERNAL_SNI } from "../components/data/milvusCertificates";
+import { ACCESS_LOG_FORMAT, milvusSecurityConfig } from "../components/data/milvusConfig";
+import { accountEncryptionArgs } from "../components/azure/storageAccount";
+import { CONTAINER_INSIGHTS_STREAMS, containerInsightsRule } from "../components/azure/auditDiagnostics";
+import {
+  accessDeclaration,
+  accessJobName,
+  milvusAccessDefaults,
+} from "../components/backupDeployment/milvusAccess";
 import {
   isSecretValue,
   kubernetesObjects,

@@ -302,7 +302,7 @@ describe("worker command line parsing", function () {
   });
 
   it("takes the deployed container args as they are rendered", function () {
-    // components/backupWorker.ts renders these exact argument lists.
+    // components/backupDeployment/backupWorker.ts renders these exact argument lists.
     assert.deepEqual(
       parseArgs(["prune", "--retention-days", "30", "--keep-last", "3"]).values.get("--keep-last"),
       ["3"],

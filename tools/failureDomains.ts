@@ -1,6 +1,6 @@
-import { defaultParity, erasureQuorum } from "../components/erasure";
-import { DATA_NAMESPACE, DATA_POOL_LABEL } from "../components/naming";
-import { ZONE_TOPOLOGY_KEY } from "../components/podSpec";
+import { defaultParity, erasureQuorum } from "../components/data/erasure";
+import { DATA_NAMESPACE, DATA_POOL_LABEL } from "../components/shared/naming";
+import { ZONE_TOPOLOGY_KEY } from "../components/data/podSpec";
 import {
   effectiveReplicas,
   inNamespace,

@@ -15,7 +15,7 @@ import {
   MONITORING_NAMESPACE,
   PART_OF,
   selectorLabels,
-} from "./naming";
+} from "../shared/naming";
 
 /** Upstream chart (prometheus-community). */
 export const KPS_CHART = "kube-prometheus-stack";

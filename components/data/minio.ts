@@ -9,7 +9,7 @@ import {
   MINIO_API_PORT,
   PORT_NAMES,
   selectorLabels,
-} from "./naming";
+} from "../shared/naming";
 import {
   dataVolumeClaim,
   statefulOptions,

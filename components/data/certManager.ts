@@ -1,8 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import * as tls from "@pulumi/tls";
-import { TlsIssuer } from "./config";
-import { appLabels, PART_OF } from "./naming";
+import { TlsIssuer } from "../shared/config";
+import { appLabels, PART_OF } from "../shared/naming";
 
 export const CERT_MANAGER_NAMESPACE = "cert-manager";
 export const CERT_MANAGER_CHART = "cert-manager";

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import Decimal from "decimal.js";
 import * as ipaddr from "ipaddr.js";
-import { checkCron, cronProblem, cronRuns } from "../backup/schedule";
+import { checkCron, cronProblem, cronRuns } from "../../backup/schedule";
 import {
   CONFIG_NAMESPACE,
   K8S_VERSION,
@@ -12,7 +12,7 @@ import {
   setPathHint,
   stackConfigSchema,
 } from "./configSchema";
-import { erasureQuorum, zoneSafeParity } from "./erasure";
+import { erasureQuorum, zoneSafeParity } from "../data/erasure";
 
 /**
  * The one place where stack configuration is read and validated. Every other module receives the
@@ -98,7 +98,7 @@ export interface MinioConfig {
   clientImage: string;
 }
 
-/** kube-prometheus-stack settings (components/monitoring.ts). */
+/** kube-prometheus-stack settings (components/monitoring/monitoring.ts). */
 export interface MonitoringConfig {
   /** Pinned kube-prometheus-stack chart version (exact semver, never a range). */
   chartVersion: string;
@@ -176,7 +176,7 @@ export interface DrConfig {
   standbyStack: string;
 }
 
-/** Where the Milvus server certificates come from (components/certManager.ts). */
+/** Where the Milvus server certificates come from (components/data/certManager.ts). */
 export interface TlsIssuer {
   /** `ClusterIssuer` or `Issuer` (an Issuer must live in the data namespace). */
   kind: "ClusterIssuer" | "Issuer";
@@ -242,7 +242,7 @@ export interface AccessUser {
   secretNamespace: string;
 }
 
-/** Milvus users and roles per stack (applied by the access Job, components/milvusAccess.ts). */
+/** Milvus users and roles per stack (applied by the access Job, components/backupDeployment/milvusAccess.ts). */
 export interface AccessConfig {
   roles: Record<string, AccessRole>;
   users: Record<string, AccessUser>;
@@ -377,7 +377,7 @@ export function checkKubernetesVersion(
     return {
       error: {
         allowed,
-        fix: `${minor} is not in the AKS release calendar this program carries (as of ${AKS_CALENDAR_AS_OF}). ${pick} If AKS now lists ${minor} as GA, add its row to AKS_KUBERNETES_VERSIONS in components/config.ts.`,
+        fix: `${minor} is not in the AKS release calendar this program carries (as of ${AKS_CALENDAR_AS_OF}). ${pick} If AKS now lists ${minor} as GA, add its row to AKS_KUBERNETES_VERSIONS in components/shared/config.ts.`,
       },
     };
   }
@@ -439,7 +439,7 @@ export const GZRS_REGIONS: readonly string[] = [
 ];
 
 /**
- * Upgrade settings the estimate below shares with components/aksCluster.ts. Data pools surge one node:
+ * Upgrade settings the estimate below shares with components/azure/aksCluster.ts. Data pools surge one node:
  * a zonal pool's surge node lands in the zone whose disks its pods need.
  */
 export const UPGRADE_SETTINGS = {

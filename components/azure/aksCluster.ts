@@ -9,8 +9,8 @@ import {
   MILVUS_TERMINATION_GRACE_SECONDS,
   NodePoolConfig,
   UPGRADE_SETTINGS,
-} from "./config";
-import { DATA_POOL_LABEL, DATA_POOL_VALUE } from "./naming";
+} from "../shared/config";
+import { DATA_POOL_LABEL, DATA_POOL_VALUE } from "../shared/naming";
 import { grantRole } from "./roles";
 
 /**

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
-import { DiskSku } from "./config";
-import { PART_OF } from "./naming";
+import { DiskSku } from "../shared/config";
+import { PART_OF } from "../shared/naming";
 
 export interface StorageClassesArgs {
   /** Azure managed disk SKU for every data volume. @default none: `storage.diskSku` ("Premium_LRS") */

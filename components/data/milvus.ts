@@ -2,7 +2,7 @@ import * as crypto from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import * as random from "@pulumi/random";
-import { MILVUS_TERMINATION_GRACE_SECONDS, MilvusConfig, RoleSizing } from "./config";
+import { MILVUS_TERMINATION_GRACE_SECONDS, MilvusConfig, RoleSizing } from "../shared/config";
 import {
   MILVUS_INTERNAL_TLS_PATH,
   MILVUS_LOCAL_STORAGE_PATH,
@@ -22,7 +22,7 @@ import {
   MilvusRole,
   PORT_NAMES,
   selectorLabels,
-} from "./naming";
+} from "../shared/naming";
 import {
   dataVolumeClaim,
   newDisruptionBudget,
@@ -74,7 +74,7 @@ export interface MilvusArgs {
   dependsOn?: pulumi.Resource[];
   /**
    * TLS: `client` serves the proxy's gRPC port from the `milvus-tls` Secret, `internal` the components'
-   * internal ports from `milvus-internal-tls` (both written by cert-manager, components/milvusCertificates.ts).
+   * internal ports from `milvus-internal-tls` (both written by cert-manager, components/data/milvusCertificates.ts).
    * @default { client: false, internal: false }
    */
   tls?: { client: boolean; internal: boolean };

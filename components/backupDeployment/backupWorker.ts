@@ -1,11 +1,18 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
-import { POD_DEFAULTS } from "./podSpec";
+import { POD_DEFAULTS } from "../data/podSpec";
 import * as containerregistry from "@pulumi/azure-native/containerregistry";
 import * as managedidentity from "@pulumi/azure-native/managedidentity";
-import { WorkerImage } from "./config";
-import { APP, appLabels, DATA_NAMESPACE, DATA_POOL_LABEL, DATA_POOL_VALUE, MILVUS_GRPC_PORT } from "./naming";
-import { grantRole } from "./roles";
+import { WorkerImage } from "../shared/config";
+import {
+  APP,
+  appLabels,
+  DATA_NAMESPACE,
+  DATA_POOL_LABEL,
+  DATA_POOL_VALUE,
+  MILVUS_GRPC_PORT,
+} from "../shared/naming";
+import { grantRole } from "../azure/roles";
 
 export interface BackupWorkerArgs {
   /** Resource group for the registry and the worker identity. */
@@ -32,7 +39,7 @@ export interface BackupWorkerArgs {
   /** Milvus gRPC address reachable in-cluster, host:port. */
   milvusAddress: pulumi.Input<string>;
   /**
-   * The worker's own `user:password` token (a Pulumi secret, components/milvusAccess.ts); it receives it
+   * The worker's own `user:password` token (a Pulumi secret, components/backupDeployment/milvusAccess.ts); it receives it
    * as `MILVUS_TOKEN` from a Secret. Never root's: root belongs to the access Job alone.
    */
   milvusToken: pulumi.Input<string>;

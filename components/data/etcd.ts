@@ -10,7 +10,7 @@ import {
   ETCD_PEER_PORT,
   PORT_NAMES,
   selectorLabels,
-} from "./naming";
+} from "../shared/naming";
 import {
   dataVolumeClaim,
   statefulOptions,

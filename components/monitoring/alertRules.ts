@@ -1,5 +1,5 @@
 import * as yaml from "js-yaml";
-import { checkCron, cronEvaluator } from "../backup/schedule";
+import { checkCron, cronEvaluator } from "../../backup/schedule";
 
 /**
  * The platform's alerting rules as plain data. The monitoring component deploys exactly these groups
