@@ -1,4 +1,4 @@
-import { loadStackConfig } from "./components/shared/config";
+import { loadStackConfig } from "./components/common/config";
 import { createStack } from "./components/stack";
 
 // Validation runs before any resource is declared: a bad stack file fails `pulumi preview` at once
@@ -28,7 +28,7 @@ export const milvusServiceName = outputs.milvusServiceName;
 export const milvusNamespace = outputs.milvusNamespace;
 export const milvusRootPassword = outputs.milvusRootPassword;
 export const backupRegistryLoginServer = outputs.backupRegistryLoginServer;
-// Global Azure names carry a per-deployer suffix (components/shared/naming.ts); these outputs say what they are.
+// Global Azure names carry a per-deployer suffix (components/common/naming.ts); these outputs say what they are.
 export const backupRegistryName = outputs.backupRegistryName;
 export const milvusStorageAccountName = outputs.milvusStorageAccountName;
 export const backupWorkerImage = outputs.backupWorkerImage;

@@ -4,7 +4,7 @@
  * loop gracefully (a running backup finishes first, a second signal exits at once).
  *
  * This module is the one place that says what a schedule means. The stack's config validation
- * (components/shared/config.ts: `backup.schedule`, the maintenance-window clash check), the stale-backup alert
+ * (components/common/config.ts: `backup.schedule`, the maintenance-window clash check), the stale-backup alert
  * (components/monitoring/alertRules.ts) and this loop all use it, so they agree on what is accepted and when it
  * runs. It lives in backup/ because the worker image is built from this directory alone.
  *

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as resources from "@pulumi/azure-native/resources";
-import { StackConfig } from "./shared/config";
+import { StackConfig } from "./common/config";
 import { AksClusterComponent } from "./azure/aksCluster";
 import { BackupStorageComponent } from "./azure/backupStorage";
 import { NetworkComponent } from "./azure/network";
@@ -12,7 +12,7 @@ import {
   globalNameOutput,
   stackResourceGroupName,
   stackVnetName,
-} from "./shared/naming";
+} from "./common/naming";
 import { liveSubnet } from "./azure/network";
 import { MonitoringComponent } from "./monitoring/monitoring";
 import { BackupWorkerComponent, backupWorkerDefaults } from "./backupDeployment/backupWorker";
@@ -24,7 +24,7 @@ import { EncryptionKeysComponent } from "./azure/encryptionKeys";
 import { encryptionAtHostReady } from "./azure/subscriptionFeatures";
 import { MilvusAccessComponent, milvusAccessDefaults } from "./backupDeployment/milvusAccess";
 import { AccountEncryption } from "./azure/storageAccount";
-import { BACKUP_MILVUS_USER } from "./shared/config";
+import { BACKUP_MILVUS_USER } from "./common/config";
 
 /**
  * Subnets of the dr stack admitted through this stack's backup firewall: the ones configured, plus the

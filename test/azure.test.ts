@@ -4,7 +4,7 @@ import * as path from "node:path";
 import * as yaml from "js-yaml";
 import { aksDefaults, kubeloginKubeconfig, SYSTEM_POOL_TAINT } from "../components/azure/aksCluster";
 import { backupStorageDefaults } from "../components/azure/backupStorage";
-import { globalName } from "../components/shared/naming";
+import { globalName } from "../components/common/naming";
 import {
   AKS_USER_KUBECONFIG,
   RenderedResource,

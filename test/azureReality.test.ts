@@ -14,8 +14,8 @@ import {
   supportedKubernetesMinors,
   upgradeMinutesEstimate,
   WEEKDAYS,
-} from "../components/shared/config";
-import { globalName, nodeSubnetResourceId } from "../components/shared/naming";
+} from "../components/common/config";
+import { globalName, nodeSubnetResourceId } from "../components/common/naming";
 import { BUILTIN_ROLES, roleAssignmentName } from "../components/azure/roles";
 import {
   AKS_USER_KUBECONFIG,

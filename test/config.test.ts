@@ -1,7 +1,7 @@
 import * as assert from "node:assert/strict";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { defaultsFor, isValidCron, parseStackConfig } from "../components/shared/config";
+import { defaultsFor, isValidCron, parseStackConfig } from "../components/common/config";
 import { readStackFile } from "../tools/offline-runtime";
 import { validProd } from "./support/config";
 

@@ -3,7 +3,7 @@
  * walking them through `any` keeps the invariants below readable. */
 import * as assert from "node:assert/strict";
 import * as yaml from "js-yaml";
-import { APP, appLabels, DATA_NAMESPACE, MONITORING_NAMESPACE } from "../components/shared/naming";
+import { APP, appLabels, DATA_NAMESPACE, MONITORING_NAMESPACE } from "../components/common/naming";
 import { schemaProblems } from "../tools/k8s-schema";
 import { isSecretValue, kubernetesObjects, RenderResult, renderStack } from "../tools/offline-runtime";
 import {

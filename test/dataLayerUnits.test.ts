@@ -1,6 +1,6 @@
 import * as assert from "node:assert/strict";
 import * as yaml from "js-yaml";
-import { defaultsFor, MilvusConfig, parseStackConfig } from "../components/shared/config";
+import { defaultsFor, MilvusConfig, parseStackConfig } from "../components/common/config";
 import { configErrors } from "./support/config";
 import { etcdDefaults } from "../components/data/etcd";
 import { milvusBlobStorageDefaults } from "../components/azure/milvusBlobStorage";

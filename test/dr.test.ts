@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { parseStackConfig } from "../components/shared/config";
+import { parseStackConfig } from "../components/common/config";
 import { configErrors } from "./support/config";
 import { renderStack, RenderResult } from "../tools/offline-runtime";
 
@@ -147,7 +147,7 @@ describe("disaster-recovery stacks", () => {
 
     it("the dr stack's node subnet has the fixed id the primary computes", async () => {
       const dr = await renderStack("dr");
-      // Fixed group and VNet names (components/shared/naming.ts), so the id is known before dr is deployed.
+      // Fixed group and VNet names (components/common/naming.ts), so the id is known before dr is deployed.
       assert.equal(dr.outputs.nodeSubnetId, DR_SUBNET);
       assert.equal(dr.outputs.resourceGroupName, "milvus-dr-rg");
     });

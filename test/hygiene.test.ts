@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as yaml from "js-yaml";
 import { CERT_MANAGER_CHART, CERT_MANAGER_REPO } from "../components/data/certManager";
-import { defaultsFor } from "../components/shared/config";
+import { defaultsFor } from "../components/common/config";
 import { KPS_CHART, KPS_REPO } from "../components/monitoring/monitoring";
 
 /**
@@ -331,12 +331,12 @@ describe("repository hygiene", function () {
       );
     });
 
-    it("covers the Milvus tag of every stack file that sets one, and the default in components/shared/config.ts", function () {
+    it("covers the Milvus tag of every stack file that sets one, and the default in components/common/config.ts", function () {
       const { captures } = customManagerCaptures(renovate, contentsOf(allFiles));
       const files = captures.filter((c) => c.depName === "milvusdb/milvus").map((c) => c.file);
       const expected = [
         ...stackFiles.filter((f) => stackMilvusTag(f) !== undefined),
-        "components/shared/config.ts",
+        "components/common/config.ts",
       ];
       assert.ok(expected.length > 1);
       assert.deepEqual([...files].sort(), expected.sort());
@@ -353,9 +353,9 @@ describe("repository hygiene", function () {
       const contents = contentsOf(allFiles);
       const renamed = new Map(contents);
       renamed.set(
-        "components/shared/config.ts",
+        "components/common/config.ts",
         contents
-          .get("components/shared/config.ts")!
+          .get("components/common/config.ts")!
           .replace(/\bcertManagerChartVersion:/g, "certManagerVersion:"),
       );
       const stack = stackFiles.find((f) => stackMilvusTag(f) !== undefined)!;

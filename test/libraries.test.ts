@@ -13,7 +13,7 @@ import {
   isValidCron,
   WEEKDAYS,
   type MaintenanceConfig,
-} from "../components/shared/config";
+} from "../components/common/config";
 import { checkCron, cronRuns, nextRun, parseCron, scheduleLoop } from "../backup/schedule";
 import { Log } from "../backup/log";
 import { configErrors, validProd } from "./support/config";

@@ -4,7 +4,7 @@ import { defaultParity, erasureQuorum, zoneSafeParity } from "../components/data
 import { MIN_READY_SECONDS, ROLLOUT_ORDER } from "../components/data/milvus";
 import { milvusUserConfig } from "../components/data/milvusConfig";
 import { configErrors, validProd } from "./support/config";
-import { DATA_NAMESPACE } from "../components/shared/naming";
+import { DATA_NAMESPACE } from "../components/common/naming";
 import { Obj, objectsOf, ofKind, podTemplates } from "../tools/k8s-objects";
 import { RenderedResource, RenderResult, renderStack } from "../tools/offline-runtime";
 

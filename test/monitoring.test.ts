@@ -1,6 +1,6 @@
 import * as assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import { defaultsFor, parseStackConfig } from "../components/shared/config";
+import { defaultsFor, parseStackConfig } from "../components/common/config";
 import { configErrors } from "./support/config";
 import type { Dashboard } from "../components/monitoring/dashboards";
 import {
@@ -15,7 +15,7 @@ import {
   monitoringDefaults,
   PROMETHEUS_STORAGE_CLASS,
 } from "../components/monitoring/monitoring";
-import { DATA_POOL_LABEL, MONITORING_NAMESPACE } from "../components/shared/naming";
+import { DATA_POOL_LABEL, MONITORING_NAMESPACE } from "../components/common/naming";
 import { schemaProblems } from "../tools/k8s-schema";
 import {
   isSecretValue,

@@ -8,7 +8,7 @@ import {
 import { milvusDefaults } from "../components/data/milvus";
 import { milvusAccessDefaults } from "../components/backupDeployment/milvusAccess";
 import { MILVUS_TLS_SECRET as PROGRAM_TLS_SECRET } from "../components/data/milvusCertificates";
-import { APP, appLabels } from "../components/shared/naming";
+import { APP, appLabels } from "../components/common/naming";
 import { aksClusterSettings, aksZoneRedundancy, AGENT_POOL, MANAGED_CLUSTER } from "../policy/aks";
 import { Props, StackResource } from "../policy/common";
 import { milvusStandaloneSingleReplica } from "../policy/milvus";

@@ -1,6 +1,6 @@
 import * as assert from "node:assert/strict";
 import * as yaml from "js-yaml";
-import { stackResourceGroupName } from "../components/shared/naming";
+import { stackResourceGroupName } from "../components/common/naming";
 import { kubernetesObjects, renderStack, type RenderResult } from "../tools/offline-runtime";
 import {
   clusterContext,

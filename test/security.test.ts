@@ -4,7 +4,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as yaml from "js-yaml";
-import { parseStackConfig } from "../components/shared/config";
+import { parseStackConfig } from "../components/common/config";
 import {
   certManagerValues,
   CERT_MANAGER_REPO,

@@ -1,14 +1,14 @@
 /**
  * Renders docs/configuration.md, the stack configuration reference, from the schema in
- * components/shared/configSchema.ts: every key with its description, its default in each environment and
+ * components/common/configSchema.ts: every key with its description, its default in each environment and
  * what it allows. `npx ts-node --transpile-only tools/config-docs.ts` rewrites the file;
  * test/configSchema.test.ts fails when the committed file differs from what this produces.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as prettier from "prettier";
-import { ENVIRONMENTS, Environment } from "../components/shared/config";
-import { defaultOf, stackConfigSchema, walkSchema } from "../components/shared/configSchema";
+import { ENVIRONMENTS, Environment } from "../components/common/config";
+import { defaultOf, stackConfigSchema, walkSchema } from "../components/common/configSchema";
 
 export const CONFIG_DOCS_PATH = path.join(__dirname, "..", "docs", "configuration.md");
 export const REGENERATE = "npx ts-node --transpile-only tools/config-docs.ts";
@@ -52,7 +52,7 @@ function renderMarkdown(): string {
   return [
     "# Stack configuration reference",
     "",
-    "<!-- Generated from components/shared/configSchema.ts by tools/config-docs.ts; do not edit by hand. -->",
+    "<!-- Generated from components/common/configSchema.ts by tools/config-docs.ts; do not edit by hand. -->",
     `<!-- Regenerate: ${REGENERATE} -->`,
     "",
     "Every stack sets its keys under the `milvus-aks:` namespace in `Pulumi.<stack>.yaml`. Nested keys are",
@@ -61,7 +61,7 @@ function renderMarkdown(): string {
     "`environment` selects the defaults (prod and dr share the production shape) and the production rules.",
     "The program checks the whole file before it declares a resource and reports every problem at once:",
     "unknown keys (with the closest known key), values outside what the table allows, and the rules that",
-    "relate several keys (components/shared/config.ts). `access.roles.*` and `access.users.*` are maps by name.",
+    "relate several keys (components/common/config.ts). `access.roles.*` and `access.users.*` are maps by name.",
     "",
     "| Key | Description | Default | Allowed |",
     "| --- | --- | --- | --- |",

@@ -1,5 +1,5 @@
 import { defaultParity, erasureQuorum } from "../components/data/erasure";
-import { DATA_NAMESPACE, DATA_POOL_LABEL } from "../components/shared/naming";
+import { DATA_NAMESPACE, DATA_POOL_LABEL } from "../components/common/naming";
 import { ZONE_TOPOLOGY_KEY } from "../components/data/podSpec";
 import {
   effectiveReplicas,

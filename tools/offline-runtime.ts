@@ -4,8 +4,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
 import { getMonitor } from "@pulumi/pulumi/runtime/settings";
 import * as yaml from "js-yaml";
-import { loadStackConfig, StackConfig } from "../components/shared/config";
-import { globalName } from "../components/shared/naming";
+import { loadStackConfig, StackConfig } from "../components/common/config";
+import { globalName } from "../components/common/naming";
 import { createStack } from "../components/stack";
 
 /**

@@ -133,7 +133,7 @@ const STACK_NAME = /^[A-Za-z0-9_.-]+$/;
  * The kube context of a stack's cluster. The AKS cluster of stack S is named `milvus-S-aks`, fixed by the
  * program rather than autonamed (components/stack.ts names the stack's components `milvus-S`,
  * components/azure/aksCluster.ts the cluster `${name}-aks`), in the resource group `milvus-S-rg`
- * (components/shared/naming.ts stackResourceGroupName), and `az aks get-credentials` names the context after
+ * (components/common/naming.ts stackResourceGroupName), and `az aks get-credentials` names the context after
  * the cluster. So `--stack` alone selects the right cluster without Azure or Pulumi access, instead of
  * restoring into whatever kubectl's current context happens to be; test/restoreJob.test.ts checks the
  * name against the rendered ManagedCluster. The context must exist: it is never created or guessed
@@ -143,7 +143,7 @@ export function clusterContext(stack: string): string {
   return `milvus-${stack}-aks`;
 }
 
-/** The resource group of a stack's cluster (components/shared/naming.ts stackResourceGroupName). */
+/** The resource group of a stack's cluster (components/common/naming.ts stackResourceGroupName). */
 export function clusterResourceGroup(stack: string): string {
   return `milvus-${stack}-rg`;
 }

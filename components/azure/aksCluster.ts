@@ -9,8 +9,8 @@ import {
   MILVUS_TERMINATION_GRACE_SECONDS,
   NodePoolConfig,
   UPGRADE_SETTINGS,
-} from "../shared/config";
-import { DATA_POOL_LABEL, DATA_POOL_VALUE } from "../shared/naming";
+} from "../common/config";
+import { DATA_POOL_LABEL, DATA_POOL_VALUE } from "../common/naming";
 import { grantRole } from "./roles";
 
 /**

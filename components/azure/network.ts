@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as network from "@pulumi/azure-native/network";
-import { ENDPOINT_SUBNET_NAME, NODE_SUBNET_NAME } from "../shared/naming";
+import { ENDPOINT_SUBNET_NAME, NODE_SUBNET_NAME } from "../common/naming";
 
 export interface NetworkArgs {
   /** Resource group that holds the VNet. */

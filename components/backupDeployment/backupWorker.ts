@@ -3,7 +3,7 @@ import * as k8s from "@pulumi/kubernetes";
 import { POD_DEFAULTS } from "../data/podSpec";
 import * as containerregistry from "@pulumi/azure-native/containerregistry";
 import * as managedidentity from "@pulumi/azure-native/managedidentity";
-import { WorkerImage } from "../shared/config";
+import { WorkerImage } from "../common/config";
 import {
   APP,
   appLabels,
@@ -11,7 +11,7 @@ import {
   DATA_POOL_LABEL,
   DATA_POOL_VALUE,
   MILVUS_GRPC_PORT,
-} from "../shared/naming";
+} from "../common/naming";
 import { grantRole } from "../azure/roles";
 
 export interface BackupWorkerArgs {

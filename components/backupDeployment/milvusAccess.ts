@@ -2,9 +2,9 @@ import * as crypto from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import * as random from "@pulumi/random";
-import { AccessConfig, BACKUP_MILVUS_USER, userSecretName } from "../shared/config";
+import { AccessConfig, BACKUP_MILVUS_USER, userSecretName } from "../common/config";
 import { POD_DEFAULTS } from "../data/podSpec";
-import { APP, appLabels, DATA_POOL_LABEL, DATA_POOL_VALUE } from "../shared/naming";
+import { APP, appLabels, DATA_POOL_LABEL, DATA_POOL_VALUE } from "../common/naming";
 
 /** The declaration the `apply-access` worker command reads (backup/access.ts validates the same shape). */
 export interface AccessDeclaration {

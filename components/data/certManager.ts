@@ -1,8 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import * as tls from "@pulumi/tls";
-import { TlsIssuer } from "../shared/config";
-import { appLabels, PART_OF } from "../shared/naming";
+import { TlsIssuer } from "../common/config";
+import { appLabels, PART_OF } from "../common/naming";
 
 export const CERT_MANAGER_NAMESPACE = "cert-manager";
 export const CERT_MANAGER_CHART = "cert-manager";

@@ -1,12 +1,12 @@
 import * as pulumi from "@pulumi/pulumi";
-import { StackConfig } from "../shared/config";
+import { StackConfig } from "../common/config";
 import { EtcdComponent } from "./etcd";
 import { MilvusComponent, MilvusObjectStoreArgs, milvusDefaults } from "./milvus";
 import { MilvusBlobStorageComponent } from "../azure/milvusBlobStorage";
 import { MilvusCertificatesComponent } from "./milvusCertificates";
 import { AccountEncryption } from "../azure/storageAccount";
 import { MinioComponent } from "./minio";
-import { DATA_NAMESPACE, globalNameOutput, MILVUS_ROLES } from "../shared/naming";
+import { DATA_NAMESPACE, globalNameOutput, MILVUS_ROLES } from "../common/naming";
 import { DataNamespaceComponent } from "./namespaces";
 import { DataNetworkPoliciesComponent } from "./networkPolicies";
 import { StorageClassesComponent } from "./storageClasses";

@@ -10,7 +10,7 @@ import {
   ETCD_PEER_PORT,
   PORT_NAMES,
   selectorLabels,
-} from "../shared/naming";
+} from "../common/naming";
 import {
   dataVolumeClaim,
   statefulOptions,

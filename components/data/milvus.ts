@@ -2,7 +2,7 @@ import * as crypto from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import * as random from "@pulumi/random";
-import { MILVUS_TERMINATION_GRACE_SECONDS, MilvusConfig, RoleSizing } from "../shared/config";
+import { MILVUS_TERMINATION_GRACE_SECONDS, MilvusConfig, RoleSizing } from "../common/config";
 import {
   MILVUS_INTERNAL_TLS_PATH,
   MILVUS_LOCAL_STORAGE_PATH,
@@ -22,7 +22,7 @@ import {
   MilvusRole,
   PORT_NAMES,
   selectorLabels,
-} from "../shared/naming";
+} from "../common/naming";
 import {
   dataVolumeClaim,
   newDisruptionBudget,

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
-import { APP, appLabels, clusterDns } from "../shared/naming";
+import { APP, appLabels, clusterDns } from "../common/naming";
 
 /** Secrets cert-manager writes (type kubernetes.io/tls: tls.crt, tls.key and, from a CA issuer, ca.crt). */
 export const MILVUS_TLS_SECRET = "milvus-tls";

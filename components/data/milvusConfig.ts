@@ -1,5 +1,5 @@
 import * as yaml from "js-yaml";
-import { MilvusMode } from "../shared/config";
+import { MilvusMode } from "../common/config";
 import { MILVUS_INTERNAL_SNI } from "./milvusCertificates";
 
 /** Where Milvus keeps segments, indexes and (through Woodpecker) its WAL. */

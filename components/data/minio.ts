@@ -9,7 +9,7 @@ import {
   MINIO_API_PORT,
   PORT_NAMES,
   selectorLabels,
-} from "../shared/naming";
+} from "../common/naming";
 import {
   dataVolumeClaim,
   statefulOptions,

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
-import { Environment } from "../shared/config";
-import { DATA_NAMESPACE, PART_OF } from "../shared/naming";
+import { Environment } from "../common/config";
+import { DATA_NAMESPACE, PART_OF } from "../common/naming";
 
 export interface DataNamespaceArgs {
   /** Environment written into the namespace's labels (dashboards and policies select on it). @default none */

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
-import { ObjectStore } from "../shared/config";
+import { ObjectStore } from "../common/config";
 import {
   APP,
   appLabels,
@@ -13,7 +13,7 @@ import {
   MONITORING_NAMESPACE,
   NAMESPACE_NAME_LABEL,
   selectorLabels,
-} from "../shared/naming";
+} from "../common/naming";
 
 export interface DataNetworkPoliciesArgs {
   /** The data namespace. @default none */

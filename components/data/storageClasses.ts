@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
-import { DiskSku } from "../shared/config";
-import { PART_OF } from "../shared/naming";
+import { DiskSku } from "../common/config";
+import { PART_OF } from "../common/naming";
 
 export interface StorageClassesArgs {
   /** Azure managed disk SKU for every data volume. @default none: `storage.diskSku` ("Premium_LRS") */

@@ -15,7 +15,7 @@ import {
   MONITORING_NAMESPACE,
   PART_OF,
   selectorLabels,
-} from "../shared/naming";
+} from "../common/naming";
 
 /** Upstream chart (prometheus-community). */
 export const KPS_CHART = "kube-prometheus-stack";

@@ -1,6 +1,6 @@
 import * as assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import { parseStackConfig } from "../../components/shared/config";
+import { parseStackConfig } from "../../components/common/config";
 
 /** Every problem parseStackConfig reports for a raw stack config (the one InputPropertiesError); [] when accepted. */
 export function configErrors(raw: Record<string, unknown>, stack = "t"): pulumi.InputPropertyErrorDetails[] {

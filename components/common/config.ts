@@ -377,7 +377,7 @@ export function checkKubernetesVersion(
     return {
       error: {
         allowed,
-        fix: `${minor} is not in the AKS release calendar this program carries (as of ${AKS_CALENDAR_AS_OF}). ${pick} If AKS now lists ${minor} as GA, add its row to AKS_KUBERNETES_VERSIONS in components/shared/config.ts.`,
+        fix: `${minor} is not in the AKS release calendar this program carries (as of ${AKS_CALENDAR_AS_OF}). ${pick} If AKS now lists ${minor} as GA, add its row to AKS_KUBERNETES_VERSIONS in components/common/config.ts.`,
       },
     };
   }

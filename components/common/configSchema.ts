@@ -17,7 +17,7 @@ import * as ipaddr from "ipaddr.js";
 
 /**
  * The schema of the stack configuration: every `milvus-aks:*` key, its type, range, allowed values,
- * per-environment default and documentation. components/shared/config.ts parses with it and keeps only the
+ * per-environment default and documentation. components/common/config.ts parses with it and keeps only the
  * rules that relate several keys; tools/config-docs.ts renders docs/configuration.md from it and
  * test/configSchema.test.ts checks that Pulumi.yaml declares the same top-level keys.
  *
@@ -366,7 +366,7 @@ function buildSchema(environment: Environment, mode: Mode) {
         d.kubernetesVersion,
         K8S_VERSION,
         'an AKS version "1.MINOR" or "1.MINOR.PATCH", e.g. "1.36"',
-        "AKS Kubernetes version; a minor AKS supports today (AKS release calendar in components/shared/config.ts).",
+        "AKS Kubernetes version; a minor AKS supports today (AKS release calendar in components/common/config.ts).",
       ),
       nodePools: b.obj("nodePools", { system: pool("system"), data: pool("data") }),
       drainTimeoutMinutes: b.int(
