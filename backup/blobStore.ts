@@ -628,7 +628,7 @@ class BlobLease implements Lease {
       // 409: the lease expired and another holder took it (or it was broken); 404: the blob is gone.
       if (isStatus(e, 404, 409, 412)) {
         throw new WorkerError(
-          `lost the lease on ${this.name} in ${this.location} (HTTP ${String(e.statusCode)}${e.code ? `, ${e.code}` : ""}): ` +
+          `lost the lease on ${this.name} in ${this.location}${restErrorStatus(e)}: ` +
             "it expired and another holder may have taken it",
         );
       }

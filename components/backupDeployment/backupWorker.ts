@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
-import { POD_DEFAULTS } from "../data/podSpec";
+import { POD_DEFAULTS, restrictedContainerSecurity } from "../data/podSpec";
 import * as containerregistry from "@pulumi/azure-native/containerregistry";
 import * as managedidentity from "@pulumi/azure-native/managedidentity";
 import { WorkerImage } from "../common/config";
@@ -245,13 +245,7 @@ export class BackupWorkerComponent extends pulumi.ComponentResource {
       args: argv,
       env,
       resources: d.resources,
-      securityContext: {
-        runAsNonRoot: true,
-        runAsUser: d.runAsUser,
-        allowPrivilegeEscalation: false,
-        readOnlyRootFilesystem: true,
-        capabilities: { drop: ["ALL"] },
-      },
+      securityContext: restrictedContainerSecurity(d.runAsUser),
       volumeMounts: [
         { name: "tmp", mountPath: "/tmp" },
         ...(args.milvusCaConfigMapName

@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import * as random from "@pulumi/random";
 import { AccessConfig, BACKUP_MILVUS_USER, userSecretName } from "../common/config";
-import { POD_DEFAULTS } from "../data/podSpec";
+import { POD_DEFAULTS, restrictedContainerSecurity } from "../data/podSpec";
 import { APP, appLabels, DATA_POOL_LABEL, DATA_POOL_VALUE } from "../common/naming";
 
 /** The declaration the `apply-access` worker command reads (backup/access.ts validates the same shape). */
@@ -244,13 +244,7 @@ export class MilvusAccessComponent extends pulumi.ComponentResource {
                     requests: { cpu: "100m", memory: "256Mi" },
                     limits: { cpu: "500m", memory: "256Mi" },
                   },
-                  securityContext: {
-                    runAsNonRoot: true,
-                    runAsUser: d.runAsUser,
-                    allowPrivilegeEscalation: false,
-                    readOnlyRootFilesystem: true,
-                    capabilities: { drop: ["ALL"] },
-                  },
+                  securityContext: restrictedContainerSecurity(d.runAsUser),
                   volumeMounts: [
                     { name: "declaration", mountPath: "/etc/milvus-access", readOnly: true },
                     { name: "passwords", mountPath: d.passwordsDir, readOnly: true },
