@@ -30,6 +30,7 @@ import {
   ROOT,
 } from "../tools/offline-runtime";
 import { configErrors, validProd } from "./support/config";
+import { parseDeclaration } from "../backup/accessPlan";
 import { parseRestoreArgs, RestoreRequest, restoreJobFromCronJob } from "../tools/restore-job";
 
 type Obj = any;
@@ -569,6 +570,39 @@ describe("security in the prod render", function () {
     assert.deepEqual(
       readers.map((o) => o.inputs.kind),
       ["Job"],
+    );
+  });
+});
+
+describe("the access declaration the program writes is the one the worker reads", () => {
+  it("passes the worker's strict parser for the prod and dr declarations", () => {
+    for (const stack of ["prod", "dr"]) {
+      const raw = yaml.load(fs.readFileSync(path.join(ROOT, `Pulumi.${stack}.yaml`), "utf8")) as {
+        config: Record<string, unknown>;
+      };
+      const cfg = parseStackConfig(stack, {
+        ...validProd(),
+        environment: stack,
+        ...(stack === "dr"
+          ? {
+              dr: { pairedLocation: "westeurope", primaryStack: "acme/milvus-aks/prod" },
+              location: "northeurope",
+            }
+          : {}),
+        access: raw.config["milvus-aks:access"],
+      });
+      const parsed = parseDeclaration(JSON.parse(JSON.stringify(accessDeclaration(cfg.access))));
+      assert.deepEqual(
+        Object.keys(parsed.users).sort(),
+        ["backup_worker", "ingest_pipeline", "search_api"],
+        stack,
+      );
+    }
+    // A key the worker does not know (the config's secretNamespace) would be refused.
+    assert.throws(
+      () =>
+        parseDeclaration({ version: 1, roles: {}, users: { a: { roles: ["admin"], secretNamespace: "x" } } }),
+      /secretNamespace/,
     );
   });
 });
