@@ -128,6 +128,16 @@ describe("security configuration", () => {
     );
   });
 
+  it("finds a role named like an Object property (constructor) undeclared, as the worker does", () => {
+    const got = reasons({
+      ...validProd(),
+      access: { roles: {}, users: { app: { roles: ["constructor"] } } },
+    });
+    assert.deepEqual(got, [
+      'access.users.app.roles = ["constructor"] is invalid: expected one or more roles declared in access.roles (none declared). Declare constructor under access.roles or remove it from the user.',
+    ]);
+  });
+
   it("needs the CA bundle of a user-supplied issuer, and nothing else", () => {
     const withIssuer = reasons({ ...validProd(), security: { tls: { issuer: { name: "corp-ca" } } } });
     assert.equal(withIssuer.length, 1);

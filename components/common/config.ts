@@ -1362,7 +1362,8 @@ function checkAccess(
     secretNames.set(secretName, name);
     const user = a.users[name];
     const userRoles = user.roles;
-    const unknown = userRoles.filter((role) => !(role in roles));
+    // Own keys only: `constructor` is "in" every object literal.
+    const unknown = userRoles.filter((role) => !Object.hasOwn(roles, role));
     if (userRoles.length === 0 || unknown.length > 0) {
       problems.add(
         `${key}.roles`,
