@@ -354,26 +354,71 @@ function killGroup(pgid: number, sig: NodeJS.Signals): void {
  *
  * The launcher (a Python process) starts `milvus run standalone` as its child, so both run in a process
  * group of their own and are stopped together: SIGINT (the launcher then stops Milvus), SIGKILL to the
- * group after a grace period, also when the test process exits or is interrupted. The embedded etcd
- * listens on the fixed peer port 2380, so one such server runs at a time on a machine; that is checked
- * first. The launcher finds free ports for everything else itself.
+ * group after a grace period, also when the test process exits or is interrupted.
+ *
+ * The embedded etcd would listen on its fixed default ports (peer 2380, client 2379), so two servers on
+ * one machine collided. Milvus reads the embedded etcd's own configuration from the file named by
+ * `ETCD_CONFIG_PATH` (the way milvus-io/milvus scripts/standalone_embed.sh configures it,
+ * `ETCD_CONFIG_PATH=/milvus/configs/embedEtcd.yaml`), so each server gets free peer and client ports
+ * there and `--etcd-port` points Milvus at that client port. Its HTTP server (metrics, health) listens on
+ * `common.MetricsPort`, 9091 by default; Milvus reads any setting from the environment with dots and
+ * underscores dropped and case ignored (pkg/config/env_source.go), hence `COMMON_METRICSPORT`. Every
+ * component port is passed as a launcher flag. Checked here: two servers side by side.
  */
 export async function startMilvusStandalone(opts: StartOptions = {}): Promise<MilvusStandaloneServer> {
   const bin = ensureMilvusStandalone();
-  if (await canConnect(2380)) {
-    throw new Error(
-      "port 2380 is in use: the embedded etcd of Milvus standalone needs it, so only one such server can run " +
-        "on this machine at a time (another test run, or a leftover `milvus run standalone` process?)",
-    );
-  }
   const dataDir = makeDataDir("milvus-standalone-", opts.baseDir);
   const port = await freePort();
+  const etcdPeerPort = await freePort();
+  const etcdClientPort = await freePort();
+  const metricsPort = await freePort();
+  // The launcher writes its defaults for every component's gRPC port (53100, 19529, 19531, ...) into
+  // milvus.yaml (data/config.yaml.template in the wheel): a second server panicked binding 53100.
+  const componentPorts: string[] = [];
+  for (const flag of [
+    "--root-coord-port",
+    "--proxy-internal-port",
+    "--query-coord-port",
+    "--query-node-port",
+    "--index-coord-port",
+    "--index-node-port",
+    "--data-coord-port",
+    "--data-node-port",
+  ]) {
+    componentPorts.push(flag, String(await freePort()));
+  }
+  const etcdConfig = path.join(dataDir, "embedEtcd.yaml");
+  fs.writeFileSync(
+    etcdConfig,
+    [
+      `listen-peer-urls: http://127.0.0.1:${etcdPeerPort}`,
+      `initial-advertise-peer-urls: http://127.0.0.1:${etcdPeerPort}`,
+      `initial-cluster: default=http://127.0.0.1:${etcdPeerPort}`,
+      `listen-client-urls: http://127.0.0.1:${etcdClientPort}`,
+      `advertise-client-urls: http://127.0.0.1:${etcdClientPort}`,
+      "",
+    ].join("\n"),
+  );
   const log = path.join(dataDir, "milvus-standalone.log");
   const out = opts.logToParent ? "inherit" : fs.openSync(log, "a");
   const child = spawn(
     bin,
-    ["--data", dataDir, "--proxy-port", String(port), "--authorization-enabled", "true"],
-    { stdio: ["ignore", out, out], detached: true },
+    [
+      "--data",
+      dataDir,
+      "--proxy-port",
+      String(port),
+      "--etcd-port",
+      String(etcdClientPort),
+      "--authorization-enabled",
+      "true",
+      ...componentPorts,
+    ],
+    {
+      stdio: ["ignore", out, out],
+      detached: true,
+      env: { ...process.env, ETCD_CONFIG_PATH: etcdConfig, COMMON_METRICSPORT: String(metricsPort) },
+    },
   );
   if (typeof out === "number") fs.closeSync(out);
   const pgid = child.pid ?? -1;
