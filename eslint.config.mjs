@@ -3,7 +3,7 @@ import eslint from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "bin/**", "out/**", "backup/dist/**", "**/*.js", "**/*.mjs"] },
+  { ignores: ["node_modules/**", ".tmp/**", "bin/**", "out/**", "backup/dist/**", "**/*.js", "**/*.mjs"] },
   eslint.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {

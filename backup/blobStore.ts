@@ -652,6 +652,16 @@ class BlobLease implements Lease {
   }
 }
 
+/**
+ * Whether a storage error means this store takes no writes: the primary's read-only geo-secondary
+ * (RA-GZRS secondary endpoint: reads only, "Azure Storage redundancy", read access to data in the
+ * secondary region), a Storage Blob Data Reader identity, or a read/list-only SAS (Azurite answers
+ * those with HTTP 403, measured).
+ */
+export function isReadOnlyRefusal(e: unknown): boolean {
+  return /\b403\b|AuthorizationPermissionMismatch|AuthorizationFailure|read-only|ReadOnly/i.test(describeError(e));
+}
+
 /** Blob deletes refused by a time-based retention policy or legal hold (WORM). */
 export function isImmutabilityError(e: { statusCode?: number; code?: string; message?: string }): boolean {
   return (

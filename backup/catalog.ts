@@ -10,6 +10,7 @@
  * listing. Blobs of a backup without a manifest are *incomplete* (an interrupted or running backup).
  */
 import type { BlobStore } from "./blobStore";
+import { DATABASE_NAME, DEFAULT_DATABASE, manifestDatabase } from "./databases";
 import { WorkerError } from "./errors";
 import {
   backupPrefix,
@@ -32,6 +33,8 @@ export const BACKUP_ID_PATTERN = /^[A-Za-z0-9_.:-]+$/;
 export interface BackupListing {
   backupId: string;
   collection: string;
+  /** The collection's database; absent for "default" (so listings of default-database backups are unchanged). */
+  database?: string;
   time: string;
   rows: number;
   bytes: number;
@@ -44,6 +47,8 @@ export interface DamagedBackup {
   backupId: string;
   /** Known when the manifest could be read. */
   collection?: string;
+  /** Known when the manifest could be read; absent for "default". */
+  database?: string;
   time?: string;
   reason: string;
 }
@@ -73,6 +78,13 @@ export function parseManifest(data: Buffer, backupId: string): Manifest {
   }
   if (m.backupId !== backupId)
     throw new WorkerError(`backup ${backupId}: manifest names a different backup (${m.backupId})`);
+  if (
+    parsed.database !== undefined &&
+    (typeof parsed.database !== "string" || !DATABASE_NAME.test(parsed.database))
+  )
+    throw new WorkerError(
+      `backup ${backupId}: manifest.json names database ${JSON.stringify(parsed.database)}, which is not a Milvus database name; the backup is damaged`,
+    );
   const chunks: unknown = parsed.chunks;
   if (
     !Array.isArray(chunks) ||
@@ -235,7 +247,13 @@ export async function scanBackups(store: BlobStore): Promise<CatalogScan> {
         if (problem) {
           scan.damaged.push({
             ...base,
-            damaged: { backupId, collection: m.collection, time: m.time, reason: problem },
+            damaged: {
+              backupId,
+              collection: m.collection,
+              ...databaseField(m),
+              time: m.time,
+              reason: problem,
+            },
           });
           return;
         }
@@ -244,6 +262,7 @@ export async function scanBackups(store: BlobStore): Promise<CatalogScan> {
           listing: {
             backupId: m.backupId,
             collection: m.collection,
+            ...databaseField(m),
             time: m.time,
             rows: m.rows,
             bytes: m.bytes,
@@ -260,24 +279,40 @@ export async function scanBackups(store: BlobStore): Promise<CatalogScan> {
   return scan;
 }
 
+/** `database` for a listing: only when it is not "default". */
+function databaseField(m: Manifest): { database?: string } {
+  const database = manifestDatabase(m);
+  return database === DEFAULT_DATABASE ? {} : { database };
+}
+
 function newestFirst(a: BackupListing, b: BackupListing): number {
   return a.time < b.time ? 1 : a.time > b.time ? -1 : b.backupId.localeCompare(a.backupId);
 }
 
 /**
  * The catalogue: intact backups newest first, and damaged ones apart with the reason. With
- * `collection`, damaged backups of other collections are left out; those whose collection is unknown
- * (the manifest is unreadable) are always included.
+ * `collection` (and/or `database`), damaged backups of other collections (databases) are left out; those
+ * whose collection is unknown (the manifest is unreadable) are always included.
  */
-export async function listCatalog(store: BlobStore, collection?: string): Promise<Catalog> {
+export async function listCatalog(
+  store: BlobStore,
+  collection?: string,
+  database?: string,
+): Promise<Catalog> {
   const scan = await scanBackups(store);
+  const inDatabase = (d: { database?: string }) =>
+    database === undefined || (d.database ?? DEFAULT_DATABASE) === database;
   return {
     backups: scan.intact
       .map((b) => b.listing)
-      .filter((b) => collection === undefined || b.collection === collection),
+      .filter((b) => (collection === undefined || b.collection === collection) && inDatabase(b)),
     damaged: scan.damaged
       .map((d) => d.damaged)
-      .filter((d) => collection === undefined || d.collection === undefined || d.collection === collection),
+      .filter(
+        (d) =>
+          d.collection === undefined ||
+          ((collection === undefined || d.collection === collection) && inDatabase(d)),
+      ),
   };
 }
 
@@ -285,8 +320,12 @@ export async function listCatalog(store: BlobStore, collection?: string): Promis
  * Intact backups only, newest first. Damaged backups are left out silently: anything shown to a person
  * or another program should use {@link listCatalog}, which reports them.
  */
-export async function listBackups(store: BlobStore, collection?: string): Promise<BackupListing[]> {
-  return (await listCatalog(store, collection)).backups;
+export async function listBackups(
+  store: BlobStore,
+  collection?: string,
+  database?: string,
+): Promise<BackupListing[]> {
+  return (await listCatalog(store, collection, database)).backups;
 }
 
 export interface VerifyResult {

@@ -5,16 +5,27 @@
 import * as path from "node:path";
 import { applyAccess } from "./access";
 import { AzureBlobStore, type BlobStore, type StorageSettings } from "./blobStore";
-import { backupCollection, type BackupSummary } from "./backup";
+import { backupCollections, resumeBackup, type BackupSummary } from "./backup";
 import { BACKUP_ID_PATTERN, listCatalog, verifyBackup } from "./catalog";
+import {
+  backupTargets,
+  checkDatabaseName,
+  databaseSelection,
+  DEFAULT_DATABASE,
+  qualifiedName,
+  type BackupTarget,
+  type DatabaseSelection,
+} from "./databases";
 import { describeError, UsageError, WorkerError } from "./errors";
 import { Log } from "./log";
 import { Milvus, type MilvusSettings } from "./milvus";
 import { checkServerName, loadCaFile, parseMilvusAddress, settingText } from "./tls";
 import { prune } from "./prune";
+import { backupRbac, describeRbacAction, listRbac, restoreRbac } from "./rbac";
 import { parseCommandLine, type ArgProblem, type FlagSpecs } from "./cliArgs";
 import { COLLECTION_NAME, restoreBackup } from "./restore";
 import { parseCron, scheduleLoop } from "./schedule";
+import { DEFAULT_SAMPLE_ROWS, DEFAULT_SEARCHES, testRestore } from "./testRestore";
 
 const CONNECTION_HELP = `connection flags (each also read from the environment variable in brackets):
   --milvus-address <host:port>          [MILVUS_ADDRESS]
@@ -39,24 +50,42 @@ interface CommandSpec {
 const COMMANDS: Partial<Record<string, CommandSpec>> = {
   backup: {
     usage:
-      "backup --collection <name> [--collection <name> ...] [--chunk-size-mib <n>]\n" +
-      "  Consistent backup of each collection (flush, then every row as of that point) into the container.",
-    values: ["--collection", "--chunk-size-mib"],
-    flags: [],
-    repeatable: ["--collection"],
+      "backup --collection <name> [--collection <name> ...] [--database <db> ...] | --all-databases [--chunk-size-mib <n>]\n" +
+      "  Consistent backup of each collection (flush, then every row as of that point) into the container.\n" +
+      '  --collection alone: collections of database "default". --database <db> (repeatable): the named\n' +
+      "  collections of each database, or all of its collections without --collection. --all-databases: every\n" +
+      "  collection of every database. The collections of a database are read at one cut (one timestamp).\n" +
+      "backup --resume <backupId>\n" +
+      "  Continues an interrupted backup from its last uploaded chunk, at its cut, if the server can still read at it.",
+    values: ["--collection", "--database", "--chunk-size-mib", "--resume"],
+    flags: ["--all-databases"],
+    repeatable: ["--collection", "--database"],
     needsMilvus: true,
   },
   restore: {
     usage:
-      "restore --backup <backupId> [--target <collection>] [--drop-existing] [--index-fallback <indexType>] [--manifest-sha256 <hex>]\n" +
-      "  Checks every chunk, recreates the collection (schema, partitions, indexes, load state) and verifies the row count.",
-    values: ["--backup", "--target", "--index-fallback", "--manifest-sha256"],
-    flags: ["--drop-existing"],
+      "restore --backup <backupId> [--target <collection>] [--target-database <db>] [--drop-existing] [--index-fallback <indexType>] [--manifest-sha256 <hex>]\n" +
+      "  Checks every chunk, recreates the collection (schema, partitions, indexes, load state) and verifies the row count.\n" +
+      "  Restores into the backup's database (created when missing), or into --target-database.\n" +
+      "  --resume continues an interrupted restore of the same backup into the same target from its last inserted chunk.",
+    values: ["--backup", "--target", "--target-database", "--index-fallback", "--manifest-sha256"],
+    flags: ["--drop-existing", "--resume"],
+    needsMilvus: true,
+  },
+  "test-restore": {
+    usage:
+      "test-restore [--collection <name> ...] [--sample-rows <n>] [--searches <n>]\n" +
+      "  Restores the newest complete backup of each collection (default: every collection with one) into a\n" +
+      "  scratch collection, checks row count, sampled rows and searches against the backup, drops it, and\n" +
+      "  prints a JSON summary per collection (restore seconds: the measured RTO). Only reads the container.",
+    values: ["--collection", "--sample-rows", "--searches"],
+    flags: [],
+    repeatable: ["--collection"],
     needsMilvus: true,
   },
   list: {
-    usage: "list [--collection <name>]\n  Complete backups, newest first.",
-    values: ["--collection"],
+    usage: "list [--collection <name>] [--database <db>]\n  Complete backups, newest first.",
+    values: ["--collection", "--database"],
     flags: [],
     needsMilvus: false,
   },
@@ -70,19 +99,21 @@ const COMMANDS: Partial<Record<string, CommandSpec>> = {
   },
   prune: {
     usage:
-      "prune --retention-days <n> [--keep-last <k>] [--dry-run]\n" +
-      "  Deletes backups older than n days, keeping the newest k (default 1) of every collection, and interrupted leftovers older than a day.",
-    values: ["--retention-days", "--keep-last"],
+      "prune --retention-days <n> [--keep-last <k>] [--partial-grace-hours <h>] [--dry-run]\n" +
+      "  Deletes backups older than n days, keeping the newest k (default 1) of every collection, and partial\n" +
+      "  (interrupted, resumable) backups untouched for h hours (default 24).",
+    values: ["--retention-days", "--keep-last", "--partial-grace-hours"],
     flags: ["--dry-run"],
     needsMilvus: false,
   },
   schedule: {
     usage:
-      'schedule --cron "<expression>" --collection <name> [...] [--retention-days <n>] [--keep-last <k>]\n' +
-      "  Long-running: backs up on the cron schedule (UTC), one run at a time, then applies retention. Stops on SIGTERM.",
-    values: ["--cron", "--collection", "--retention-days", "--keep-last", "--chunk-size-mib"],
-    flags: [],
-    repeatable: ["--collection"],
+      'schedule --cron "<expression>" --collection <name> [...] [--database <db> ...] | --all-databases [--retention-days <n>] [--keep-last <k>]\n' +
+      "  Long-running: backs up on the cron schedule (UTC), one run at a time, then applies retention. Stops on SIGTERM.\n" +
+      "  --collection, --database and --all-databases choose what as for `backup`.",
+    values: ["--cron", "--collection", "--database", "--retention-days", "--keep-last", "--chunk-size-mib"],
+    flags: ["--all-databases"],
+    repeatable: ["--collection", "--database"],
     needsMilvus: true,
   },
   "apply-access": {
@@ -93,6 +124,32 @@ const COMMANDS: Partial<Record<string, CommandSpec>> = {
     values: ["--declaration", "--passwords-dir"],
     flags: ["--dry-run"],
     needsMilvus: true,
+  },
+  "backup-rbac": {
+    usage:
+      "backup-rbac\n" +
+      "  Writes Milvus's users (with their roles), roles, grants and privilege groups to rbac/<rbacId>.json\n" +
+      "  (BackupRBAC on Milvus 2.5+, with password hashes; otherwise listed one by one, without passwords). Run as root or admin.",
+    values: [],
+    flags: [],
+    needsMilvus: true,
+  },
+  "restore-rbac": {
+    usage:
+      "restore-rbac --backup <rbacId> [--passwords-dir <dir>] [--dry-run]\n" +
+      "  Adds the roles, grants, privilege groups, users and role bindings of an RBAC backup that Milvus lacks;\n" +
+      "  never changes or removes anything, never an existing user's password, never root. A missing user is\n" +
+      "  created from <dir>/<user> (or its backed-up hash on Milvus 2.5+); without either it is reported and the\n" +
+      "  exit code is 1. --dry-run prints the plan only. Never prints passwords.",
+    values: ["--backup", "--passwords-dir"],
+    flags: ["--dry-run"],
+    needsMilvus: true,
+  },
+  "list-rbac": {
+    usage: "list-rbac\n  RBAC backups (backup-rbac), newest first.",
+    values: [],
+    flags: [],
+    needsMilvus: false,
   },
 };
 
@@ -284,6 +341,48 @@ function storageSettings(p: ParsedArgs, env: NodeJS.ProcessEnv): StorageSettings
   };
 }
 
+/** What `backup`/`schedule` cover: --collection, --database and --all-databases (databases.ts). */
+function selection(p: ParsedArgs): DatabaseSelection {
+  const names = p.values.get("--collection") ?? [];
+  return databaseSelection(
+    p.command,
+    p.values.get("--database") ?? [],
+    names.length > 0 ? collections(p) : [],
+    p.flags.has("--all-databases"),
+  );
+}
+
+/** A database flag's value, checked (`list --database`, `restore --target-database`). */
+function databaseFlag(p: ParsedArgs, name: string): string | undefined {
+  const v = one(p, name);
+  return v === undefined ? undefined : checkDatabaseName(v, `${p.command}: ${name}`);
+}
+
+/** Backs up each target in turn, each in its own database; one failing does not stop the others. */
+async function backupEach(
+  milvus: Milvus,
+  store: BlobStore,
+  targets: BackupTarget[],
+  log: Log,
+  opts: { chunkBytes?: number; signal?: AbortSignal },
+): Promise<{
+  results: (BackupSummary & { database?: string })[];
+  failed: { collection: string; database?: string; error: string }[];
+}> {
+  const results: (BackupSummary & { database?: string })[] = [];
+  const failed: { collection: string; database?: string; error: string }[] = [];
+  // The collections of one database are backed up at one cut (backup.ts backupCollections).
+  for (const database of [...new Set(targets.map((t) => t.database))]) {
+    const names = targets.filter((t) => t.database === database).map((t) => t.collection);
+    const db = database === DEFAULT_DATABASE ? {} : { database };
+    await milvus.useDatabase(database);
+    const run = await backupCollections(milvus, store, names, log, opts, targets.length === 1);
+    for (const r of run.backups) results.push({ ...r, ...db });
+    for (const f of run.failed) failed.push({ collection: f.collection, ...db, error: f.error });
+  }
+  return { results, failed };
+}
+
 function collections(p: ParsedArgs): string[] {
   const list = p.values.get("--collection") ?? [];
   if (list.length === 0)
@@ -377,28 +476,48 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     const makeStore = io.store ?? ((s: StorageSettings) => new AzureBlobStore(s));
     switch (p.command) {
       case "backup": {
-        const names = collections(p);
+        const resumeId = one(p, "--resume");
+        if (resumeId !== undefined) {
+          if (!BACKUP_ID_PATTERN.test(resumeId))
+            throw new UsageError(
+              `backup: --resume ${JSON.stringify(resumeId)} is not a backup id (the backupId of the interrupted backup's backup.start log line)`,
+            );
+          if (p.values.has("--collection") || p.values.has("--database") || p.flags.has("--all-databases"))
+            throw new UsageError(
+              "backup: --resume <backupId> continues that backup's own collection at its cut; drop --collection, --database and --all-databases",
+            );
+          const store = makeStore(storage);
+          const milvus = await Milvus.connect(milvusCfg as MilvusSettings);
+          try {
+            const r = await resumeBackup(milvus, store, resumeId, log, {
+              chunkBytes: chunkBytes(p),
+              signal: io.signal,
+            });
+            emit({ backups: [r] });
+            if (!json) io.stdout.write(`${r.backupId}\t${r.collection}\t${r.rows} rows\t${r.bytes} bytes\n`);
+          } finally {
+            await milvus.close();
+          }
+          return 0;
+        }
+        const chosen = selection(p);
         const chunk = chunkBytes(p);
         const store = makeStore(storage);
         const milvus = await Milvus.connect(milvusCfg as MilvusSettings);
         try {
           await store.ensureContainer();
-          const results: BackupSummary[] = [];
-          const failed: { collection: string; error: string }[] = [];
+          // Every named database and collection is checked before the first backup starts.
+          const targets = await backupTargets(milvus, chosen, log);
           // One collection failing does not cost the others their backup; the exit code still says so.
-          for (const c of names) {
-            try {
-              results.push(
-                await backupCollection(milvus, store, c, log, { chunkBytes: chunk, signal: io.signal }),
-              );
-            } catch (e) {
-              if (names.length === 1 || !(e instanceof WorkerError)) throw e;
-              failed.push({ collection: c, error: describeError(e) });
-            }
-          }
+          const { results, failed } = await backupEach(milvus, store, targets, log, {
+            chunkBytes: chunk,
+            signal: io.signal,
+          });
           if (!json)
             for (const r of results)
-              io.stdout.write(`${r.backupId}\t${r.collection}\t${r.rows} rows\t${r.bytes} bytes\n`);
+              io.stdout.write(
+                `${r.backupId}\t${qualifiedName(r.database ?? DEFAULT_DATABASE, r.collection)}\t${r.rows} rows\t${r.bytes} bytes\n`,
+              );
           if (failed.length > 0) {
             emit({ backups: results, failed });
             log.close();
@@ -425,6 +544,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
             `restore: --index-fallback ${JSON.stringify(fallback)} must be an index type such as AUTOINDEX, FLAT or HNSW`,
           );
         }
+        const targetDatabase = databaseFlag(p, "--target-database");
         const store = makeStore(storage);
         const milvus = await Milvus.connect(milvusCfg as MilvusSettings);
         try {
@@ -434,15 +554,49 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
             {
               backupId: id,
               target,
+              targetDatabase,
               dropExisting: p.flags.has("--drop-existing"),
               indexFallback: fallback,
               manifestSha256: manifestSha256(p),
               signal: io.signal,
+              resume: p.flags.has("--resume"),
             },
             log,
           );
           emit(r);
-          if (!json) io.stdout.write(`restored ${r.rows} rows of ${r.backupId} into ${r.collection}\n`);
+          if (!json)
+            io.stdout.write(
+              `restored ${r.rows} rows of ${r.backupId} into ${qualifiedName(r.database, r.collection)}\n`,
+            );
+        } finally {
+          await milvus.close();
+        }
+        return 0;
+      }
+      case "test-restore": {
+        const names = p.values.has("--collection") ? collections(p) : undefined;
+        const sampleRows = intFlag(p, "--sample-rows", 0, DEFAULT_SAMPLE_ROWS) ?? DEFAULT_SAMPLE_ROWS;
+        const searches = intFlag(p, "--searches", 0, DEFAULT_SEARCHES) ?? DEFAULT_SEARCHES;
+        const store = makeStore(storage);
+        const milvus = await Milvus.connect(milvusCfg as MilvusSettings);
+        try {
+          const report = await testRestore(
+            milvus,
+            store,
+            { collections: names, sampleRows, searches, signal: io.signal },
+            log,
+          );
+          emit(report);
+          if (!json) for (const r of report.results) io.stdout.write(JSON.stringify(r) + "\n");
+          if (!report.ok) {
+            log.close();
+            for (const r of report.results)
+              for (const c of r.checks.filter((x) => !x.ok))
+                io.stderr.write(
+                  `error: test restore of ${r.collection}: ${c.name} check failed: ${c.detail}\n`,
+                );
+            return 1;
+          }
         } finally {
           await milvus.close();
         }
@@ -450,8 +604,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       }
       case "list": {
         const c = one(p, "--collection");
+        const db = databaseFlag(p, "--database");
         // One damaged backup is listed apart with its reason; it never hides the others.
-        const { backups, damaged } = await listCatalog(makeStore(storage), c);
+        const { backups, damaged } = await listCatalog(makeStore(storage), c, db);
         for (const d of damaged)
           log.warn(
             "list.damaged",
@@ -461,7 +616,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         emit({ backups, damaged });
         if (!json) {
           for (const b of backups)
-            io.stdout.write(`${b.backupId}\t${b.collection}\t${b.time}\t${b.rows} rows\t${b.bytes} bytes\n`);
+            io.stdout.write(
+              `${b.backupId}\t${qualifiedName(b.database ?? DEFAULT_DATABASE, b.collection)}\t${b.time}\t${b.rows} rows\t${b.bytes} bytes\n`,
+            );
           for (const d of damaged) io.stdout.write(`damaged\t${d.backupId}\t${d.reason}\n`);
         }
         return 0;
@@ -492,9 +649,10 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         const retentionDays = intFlag(p, "--retention-days", 0);
         if (retentionDays === undefined) throw new UsageError("prune: --retention-days <n> is required");
         const keepLast = intFlag(p, "--keep-last", 1, 1) ?? 1;
+        const partialGraceHours = intFlag(p, "--partial-grace-hours", 1, 24) ?? 24;
         const r = await prune(
           makeStore(storage),
-          { retentionDays, keepLast, dryRun: p.flags.has("--dry-run") },
+          { retentionDays, keepLast, partialGraceHours, dryRun: p.flags.has("--dry-run") },
           log,
         );
         emit(r);
@@ -511,7 +669,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         if (!cronExpr)
           throw new UsageError('schedule: --cron "<expression>" is required, e.g. --cron "0 2 * * *"');
         const cron = parseCron(cronExpr);
-        const names = collections(p);
+        const chosen = selection(p);
         const retentionDays = intFlag(p, "--retention-days", 0);
         const keepLast = intFlag(p, "--keep-last", 1, 1) ?? 1;
         const chunk = chunkBytes(p);
@@ -523,7 +681,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
               const milvus = await Milvus.connect(milvusCfg as MilvusSettings);
               try {
                 await store.ensureContainer();
-                for (const c of names) await backupCollection(milvus, store, c, log, { chunkBytes: chunk });
+                // Resolved on every run: with --all-databases or a whole --database, new collections join.
+                const targets = await backupTargets(milvus, chosen, log);
+                const { failed } = await backupEach(milvus, store, targets, log, { chunkBytes: chunk });
+                const first = failed.at(0);
+                if (first) throw new WorkerError(first.error);
               } finally {
                 await milvus.close();
               }
@@ -533,6 +695,66 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
           },
           log,
         );
+        return 0;
+      }
+      case "backup-rbac": {
+        const store = makeStore(storage);
+        const milvus = await Milvus.connect(milvusCfg as MilvusSettings);
+        try {
+          const r = await backupRbac(milvus, store, log);
+          emit(r);
+          if (!json)
+            io.stdout.write(
+              `${r.rbacId}\t${r.method}\t${r.users} users\t${r.roles} roles\t${r.grants} grants\t${r.privilegeGroups} privilege groups\n`,
+            );
+        } finally {
+          await milvus.close();
+        }
+        return 0;
+      }
+      case "restore-rbac": {
+        const r = await restoreRbac(
+          () => Milvus.connect(milvusCfg as MilvusSettings),
+          makeStore(storage),
+          {
+            rbacId: one(p, "--backup"),
+            passwordsDir: one(p, "--passwords-dir"),
+            dryRun: p.flags.has("--dry-run"),
+          },
+          log,
+        );
+        emit(r);
+        if (!json) {
+          for (const a of r.actions) io.stdout.write(`${r.dryRun ? "would " : ""}${describeRbacAction(a)}\n`);
+          for (const u of r.needsPassword) io.stdout.write(`needs a password\t${u}\n`);
+          if (r.actions.length === 0) io.stdout.write("nothing to add\n");
+        }
+        if (!r.complete && !r.dryRun) {
+          log.close();
+          io.stderr.write(
+            `error: restore-rbac: ${r.needsPassword.length} user(s) not created, no password for them: ${r.needsPassword.join(", ")}. ` +
+              `Everything else was restored. Put each one's password in --passwords-dir as a file named like the user and run restore-rbac again\n`,
+          );
+          return 1;
+        }
+        return 0;
+      }
+      case "list-rbac": {
+        const { backups, damaged } = await listRbac(makeStore(storage));
+        for (const d of damaged)
+          log.warn(
+            "list.damaged",
+            { rbacId: d.rbacId, reason: d.reason },
+            `${d.rbacId} is damaged: ${d.reason}`,
+          );
+        emit({ backups, damaged });
+        if (!json) {
+          for (const b of backups)
+            io.stdout.write(
+              `${b.rbacId}\t${b.time}\t${b.method}\t${b.users} users\t${b.roles} roles\t${b.grants} grants\t${b.privilegeGroups} privilege groups\n`,
+            );
+          for (const d of damaged) io.stdout.write(`damaged\t${d.rbacId}\t${d.reason}\n`);
+        }
         return 0;
       }
       default:

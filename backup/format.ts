@@ -101,6 +101,13 @@ export interface Manifest {
   formatVersion: number;
   backupId: string;
   collection: string;
+  /** The collection's Milvus database; absent in manifests written before databases were recorded: "default". */
+  database?: string;
+  /**
+   * The database's properties when backed up (restore creates a missing database with them); null where the
+   * server cannot describe databases (Milvus 2.3.5, Milvus Lite).
+   */
+  databaseProperties?: Record<string, string> | null;
   /** When the snapshot was taken (after the flush), ISO 8601 UTC. */
   time: string;
   completedAt: string;
@@ -110,7 +117,18 @@ export interface Manifest {
     flushTimestamp: string | null;
     method: "flush-timestamp" | "count-recheck";
   };
+  /**
+   * The one timestamp every collection of a multi-collection backup was read at, and the backups taken
+   * at it (this one included). `timestamp` is null where the server cannot pin reads (Milvus Lite), with
+   * `reason` saying so: such backups are not one cut. Absent in older manifests.
+   */
+  cut?: BackupCut;
   rows: number;
+  /**
+   * Distinct primary keys the backup holds (restore compares the restored collection's distinct keys
+   * with it, besides count(*), which counts every row of a repeated key). Absent in older manifests.
+   */
+  distinctKeys?: number;
   /**
    * Rows the snapshot's count(*) counted that repeat an earlier row's primary key. Milvus (Lite) keeps
    * every row inserted with a repeated key but returns only the newest: the backup holds `rows` rows,
@@ -125,6 +143,15 @@ export interface Manifest {
   schema: CollectionDef;
   columns: string[];
   chunks: ChunkEntry[];
+}
+
+export interface BackupCut {
+  /** Milvus hybrid timestamp every read was pinned to, or null when the server cannot pin reads. */
+  timestamp: string | null;
+  /** Backups completed at this cut, one per collection, this one included. */
+  backupIds: string[];
+  /** Why there is no timestamp (only when `timestamp` is null). */
+  reason?: string;
 }
 
 /** Column data in the binary layout used both in chunk files and for inserts. */

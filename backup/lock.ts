@@ -1,11 +1,13 @@
 /**
  * One backup or restore per collection at a time: a blob lease on `locks/<collection>.lock` in the
- * backup container, renewed while the run lasts. A run that dies stops renewing and the lease expires
+ * backup container (`locks/<database>.<collection>.lock` for a database other than "default", so
+ * same-named collections of two databases never block each other), renewed while the run lasts. A run that dies stops renewing and the lease expires
  * within LOCK_LEASE_SECONDS ("Lease Blob", Azure Storage REST API: 15-60 s or infinite), so a crash
  * never leaves a collection locked for good. A second run is refused, not queued or interleaved.
  */
 import { hostname } from "node:os";
-import type { BlobStore, Lease } from "./blobStore";
+import { isReadOnlyRefusal, type BlobStore, type Lease } from "./blobStore";
+import { DEFAULT_DATABASE, qualifiedName } from "./databases";
 import { describeError, WorkerError } from "./errors";
 import type { Log } from "./log";
 
@@ -24,7 +26,8 @@ const RENEW_EVERY_MS = (LOCK_LEASE_SECONDS * 1000) / 3;
  */
 const RENEW_DEADLINE_MS = 2 * RENEW_EVERY_MS - 1000;
 
-export const lockPath = (collection: string) => `locks/${collection}.lock`;
+export const lockPath = (collection: string, database = DEFAULT_DATABASE) =>
+  `locks/${qualifiedName(database, collection)}.lock`;
 
 export interface CollectionLock {
   /** Aborted when the lease could not be renewed: the run must stop, another may start. */
@@ -39,22 +42,18 @@ export interface CollectionLock {
  */
 export async function lockCollection(
   store: BlobStore,
-  collection: string,
+  name: string,
   what: string,
   log: Log,
+  database = DEFAULT_DATABASE,
 ): Promise<CollectionLock> {
+  const collection = qualifiedName(database, name);
   const holder = `${what} by ${hostname()} (pid ${process.pid}) since ${new Date().toISOString()}`;
   let lease: Lease | undefined;
   try {
-    lease = await store.tryLease(lockPath(collection), LOCK_LEASE_SECONDS, holder);
+    lease = await store.tryLease(lockPath(name, database), LOCK_LEASE_SECONDS, holder);
   } catch (e) {
-    if (
-      !/\b403\b|AuthorizationPermissionMismatch|AuthorizationFailure|read-only|ReadOnly/i.test(
-        describeError(e),
-      )
-    ) {
-      throw e;
-    }
+    if (!isReadOnlyRefusal(e)) throw e;
     log.warn(
       "lock.unavailable",
       { collection },
@@ -64,7 +63,7 @@ export async function lockCollection(
     return { lost: never.signal, release: () => Promise.resolve() };
   }
   if (!lease) {
-    const other = await store.leaseHolder(lockPath(collection)).catch(() => undefined);
+    const other = await store.leaseHolder(lockPath(name, database)).catch(() => undefined);
     throw new WorkerError(
       `${what} refused: another backup or restore of ${collection} is running (${other ?? "holder unknown"}). ` +
         `Wait for it to finish; if it died, its lock expires within ${LOCK_LEASE_SECONDS} s.`,

@@ -8,6 +8,7 @@
  * int64 values stay strings/BigInt end to end; float16/bfloat16/binary vectors stay bytes.
  */
 import { MilvusClient, promisify } from "@zilliz/milvus2-sdk-node";
+import { DEFAULT_DATABASE } from "./databases";
 import { checkStatus, describeError, MilvusStatus, WorkerError } from "./errors";
 import type { CollectionDef, FieldDef, FunctionDef, IndexDef } from "./format";
 import type { PageBound } from "./keyCursor";
@@ -37,6 +38,8 @@ const TLS_PREFLIGHT_TIMEOUT_MS = 5_000;
 
 export class Milvus {
   private dialect?: Promise<FilterDialect>;
+  /** The database every call goes to (see {@link useDatabase}). */
+  database = DEFAULT_DATABASE;
 
   private constructor(
     readonly client: MilvusClient,
@@ -122,6 +125,56 @@ export class Milvus {
   }
 
   /**
+   * The databases of this server, or null when it has none: Milvus Lite 2.5 answers ListDatabases with
+   * gRPC UNIMPLEMENTED, which the SDK turns into an answer without a status (dist/milvus/utils/Grpc.js,
+   * getRetryInterceptor; measured here on Lite 2.5, test/databases.test.ts).
+   */
+  async listDatabases(): Promise<string[] | null> {
+    const res = (await this.client.listDatabases()) as { status?: MilvusStatus; db_names?: string[] };
+    if (res.status === undefined) return null;
+    checkStatus(res.status, "listing databases");
+    return res.db_names ?? [];
+  }
+
+  /**
+   * Sends every later call, the raw Query/Insert ones included, to `name`. The SDK keeps the database in
+   * its client metadata (`dbname`, dist/milvus/grpc/GrpcClient.js `use`), which the metadata interceptor
+   * of every channel in the pool adds to each call (GrpcClient.js constructor, getMetaInterceptor); the
+   * proxy fills each request's db_name from that header (milvus internal/proxy/database_interceptor.go).
+   * One database at a time per connection: the worker's runs are sequential.
+   */
+  async useDatabase(name: string): Promise<void> {
+    await this.client.use({ db_name: name });
+    this.database = name;
+  }
+
+  /**
+   * A database's properties, or null when the server cannot describe databases (Milvus 2.3.5 and Lite
+   * 2.5 answer DescribeDatabase with UNIMPLEMENTED: measured here).
+   */
+  async describeDatabase(name: string): Promise<Record<string, string> | null> {
+    const res = (await this.client.describeDatabase({ db_name: name })) as {
+      status?: MilvusStatus;
+      properties?: KeyValue[];
+    };
+    if (res.status === undefined) return null;
+    checkStatus(res.status, `describing database ${name}`);
+    return kv(res.properties);
+  }
+
+  async createDatabase(name: string, properties: Record<string, string>): Promise<void> {
+    const res = await this.client.createDatabase({
+      db_name: name,
+      ...(Object.keys(properties).length > 0 ? { properties } : {}),
+    });
+    checkStatus(res, `creating database ${name}`);
+  }
+
+  async dropDatabase(name: string): Promise<void> {
+    checkStatus(await this.client.dropDatabase({ db_name: name }), `dropping database ${name}`);
+  }
+
+  /**
    * Collection names. Used instead of `hasCollection`, which Milvus Lite answers with true for any name.
    */
   async listCollections(): Promise<string[]> {
@@ -137,7 +190,11 @@ export class Milvus {
   /** Captures the whole definition of a collection. */
   async describe(name: string): Promise<CollectionDef> {
     if (!(await this.exists(name))) {
-      throw new WorkerError(`collection ${name} does not exist on ${this.address}; check --collection`);
+      throw new WorkerError(
+        this.database === DEFAULT_DATABASE
+          ? `collection ${name} does not exist on ${this.address}; check --collection`
+          : `collection ${name} does not exist in database ${this.database} on ${this.address}; check --collection and --database`,
+      );
     }
     // Typed loosely on purpose: what servers fill in differs between Milvus versions and Milvus Lite.
     const d = (await this.client.describeCollection({ collection_name: name })) as unknown as DescribeAnswer;
@@ -181,6 +238,16 @@ export class Milvus {
           ),
     }));
     for (const f of fields) {
+      // Milvus Lite 2.5 keeps a BM25 function but answers describeCollection with `functions: []` and the
+      // output field still marked (measured here on Lite 2.5.102): such a backup would restore a field no
+      // function fills, so it is refused rather than written incomplete.
+      if (f.isFunctionOutput && !functions.some((fn) => fn.outputFieldNames.includes(f.name))) {
+        throw new WorkerError(
+          `collection ${name}: field ${f.name} is the output of a function, but ${this.address} did not report ` +
+            "that function in describeCollection (Milvus Lite 2.5 leaves functions out), so a backup could not " +
+            "recreate it; back it up from a server that reports its functions (Milvus >= 2.5)",
+        );
+      }
       if (UNSUPPORTED_TYPES.has(f.dataType)) {
         throw new WorkerError(
           `collection ${name}: field ${f.name} has type ${f.dataType}, which this worker cannot back up yet`,
@@ -221,9 +288,19 @@ export class Milvus {
     }
   }
 
+  /**
+   * Alias calls name their database in the request: Milvus 2.3.5 looked for the collection of a
+   * ListAliases in "default" whatever the `dbname` header said ("collection not found": measured here,
+   * test/databases.test.ts), while a request's own db_name wins over the header everywhere
+   * (milvus internal/proxy/database_interceptor.go fills it only when empty).
+   */
+  aliasDatabase(): { db_name?: string } {
+    return this.database === DEFAULT_DATABASE ? {} : { db_name: this.database };
+  }
+
   private async aliases(name: string, described: string[] | undefined): Promise<string[]> {
     try {
-      const res = await this.client.listAliases({ collection_name: name });
+      const res = await this.client.listAliases({ collection_name: name, ...this.aliasDatabase() });
       // Milvus Lite answers without a status (it has no aliases); the describe answer is then all there is.
       if ((res as { status?: unknown }).status === undefined) return [...(described ?? [])].sort();
       checkStatus(res.status, `listing aliases of ${name}`);
@@ -277,14 +354,37 @@ export class Milvus {
     return ts !== undefined && String(ts) !== "0" ? String(ts) : null;
   }
 
-  /** count(*) of a collection or partition, pinned to a snapshot timestamp when one is given. */
+  /**
+   * Flushes several collections in one request and returns each one's flush timestamp (null where the
+   * server reports none: Milvus Lite). One request, so the timestamps are adjacent (measured on Milvus
+   * 2.3.5: two collections got 470764558199291906 and ...907).
+   */
+  async flushAll(names: string[]): Promise<Map<string, string | null>> {
+    const res = await this.client.flush({ collection_names: names });
+    checkStatus(res.status, `flushing ${names.join(", ")}`);
+    const all = (res as unknown as { coll_flush_ts?: Record<string, string | number> }).coll_flush_ts ?? {};
+    return new Map(
+      names.map((n) => {
+        const ts = all[n] as string | number | undefined;
+        return [n, ts !== undefined && String(ts) !== "0" ? String(ts) : null];
+      }),
+    );
+  }
+
+  /**
+   * count(*) of a collection or partition. With a snapshot the request is marked as an iterator read,
+   * which is what makes Milvus read at the guarantee timestamp (MvccTimestamp = GuaranteeTimestamp for
+   * iterator queries, milvus internal/proxy/task_query.go PreExecute, 2.5). Milvus 2.3.5 still counts
+   * rows written after it (measured here: 150 at a flush timestamp that saw 100), so a pinned count is
+   * only trusted where a probe says the server pins counts (backup.ts countPinsTimestamp).
+   */
   async count(name: string, partition: string | undefined, snapshot: string | null): Promise<number> {
     const res = await this.raw<QueryResponse>("Query", {
       collection_name: name,
       expr: "",
       output_fields: ["count(*)"],
       partition_names: partition ? [partition] : [],
-      query_params: [],
+      query_params: snapshot ? [{ key: "iterator", value: "True" }] : [],
       ...consistency(snapshot),
     });
     checkStatus(res.status, `counting rows of ${name}`);
@@ -365,7 +465,13 @@ export class Milvus {
         ...(offset > 0 ? [{ key: "offset", value: String(offset) }] : []),
         // Iterator mode orders results by primary key and reads at the given guarantee timestamp.
         { key: "iterator", value: "True" },
-        { key: "reduce_stop_for_best", value: "True" },
+        // Not before Milvus 2.5: 2.3's merge with reduce_stop_for_best ignores the limit and stops as soon
+        // as any segment's result runs out (milvus internal/querynodev2/segments/result.go, 2.3:
+        // loopEnd = the sum of all results, break on drainOneResult; "the reduce didn't handle ...
+        // reduceStopForBest correctly", milvus PR #32087). Measured here on Milvus 2.3.5, 90 rows in
+        // 4 partition-key partitions: limit 7 returned 22 rows, and `pk >= 86` returned 86 alone though
+        // 87, 88 and 89 exist, so a short page ended the read 3 rows early (test/lanes.test.ts "e.").
+        ...((await this.filterDialect()) === "go" ? [] : [{ key: "reduce_stop_for_best", value: "True" }]),
       ],
       ...consistency(snapshot),
     });
@@ -466,12 +572,15 @@ export const MAX_QUERY_WINDOW = 16_384;
 /**
  * How a key is put into a filter: "template" (Milvus >= 2.5: `pk > {after}` plus a template value),
  * "go" (older Milvus: a Go string literal, which planparserv2 reads with strconv.Unquote), "lite"
- * (Milvus Lite 2.5: see {@link liteQuote}).
+ * (Milvus Lite 2.5: see {@link liteQuote}), "pylite" (the Python Milvus Lite 3.x: see {@link pyliteQuote}).
  */
-export type FilterDialect = "template" | "go" | "lite";
+export type FilterDialect = "template" | "go" | "lite" | "pylite";
 
 export function dialectOf(version: string | undefined): FilterDialect {
   if (!version) return "lite";
+  // The Python rewrite (PyPI milvus-lite 3.x) answers "milvus_lite-3.2.2" and has no templates: a
+  // template filter fails with "unexpected character '{'" (measured here on milvus-lite 3.2.2).
+  if (/^milvus_lite-/i.test(version)) return "pylite";
   const m = /^v?(\d+)\.(\d+)/.exec(version);
   if (!m) return "template";
   const major = Number(m[1]);
@@ -503,6 +612,23 @@ export function liteQuote(key: string): string | null {
   return `${out}"`;
 }
 
+/**
+ * A varchar key as a string literal of the Python Milvus Lite 3.x filter lexer
+ * (milvus_lite/search/filter/tokens.py, _read_string): its only escapes are \" \' \\ \n \r \t, a raw
+ * CR or LF ends the literal with an error, and every other character stands for itself (so the JSON
+ * escapes \u0000 or \b are "unknown escape sequence" errors). Every key can be written.
+ */
+export function pyliteQuote(key: string): string {
+  let out = '"';
+  for (const c of key) {
+    if (c === '"' || c === "\\") out += `\\${c}`;
+    else if (c === "\n") out += "\\n";
+    else if (c === "\r") out += "\\r";
+    else out += c;
+  }
+  return `${out}"`;
+}
+
 interface KeyFilter {
   expr: string;
   values?: Record<string, object>;
@@ -518,6 +644,7 @@ function integerKey(pk: FieldDef, key: string): string {
 /** A key as a literal of a non-template dialect, or null when the dialect cannot write it. */
 function keyLiteral(pk: FieldDef, key: string, dialect: FilterDialect): string | null {
   if (pk.dataType !== "VarChar") return integerKey(pk, key);
+  if (dialect === "pylite") return pyliteQuote(key);
   return dialect === "lite" ? liteQuote(key) : JSON.stringify(key);
 }
 

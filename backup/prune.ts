@@ -1,8 +1,10 @@
 /**
  * prune: retention. Deletes intact backups older than the retention period, except the newest
  * `keepLast` intact backups of each collection (at least one: a collection's newest intact backup is
- * never deleted, however old), and leftovers of interrupted backups (no manifest) whose newest blob is
- * a day old. Blobs under an immutability policy or legal hold are skipped with a warning.
+ * never deleted, however old), and partial backups (chunks and a progress record, no manifest: an
+ * interrupted run that `backup --resume` could continue) untouched for the grace period (default 24 h:
+ * `--partial-grace-hours`), with their progress records. A partial backup is never listed or counted
+ * as complete. Blobs under an immutability policy or legal hold are skipped with a warning.
  *
  * Only intact backups (manifest readable, every chunk present with its recorded size; see catalog.ts)
  * count toward keep-last and "newest". Damaged backups are reported (`damaged`) and never deleted:
@@ -19,12 +21,18 @@ import type { BlobStore } from "./blobStore";
 import { scanBackups, type BackupListing, type IntactBackup } from "./catalog";
 import { describeError, WorkerError } from "./errors";
 import { manifestPath } from "./format";
+import { BACKUP_PROGRESS_PREFIX, backupProgressPath } from "./resume";
 import type { Log } from "./log";
 
 export interface PruneOptions {
   retentionDays: number;
   keepLast: number;
   dryRun: boolean;
+  /**
+   * Partial backups whose newest blob (chunk or progress record) is younger than this are kept: the run
+   * may still be going, or be resumed. @default 24
+   */
+  partialGraceHours?: number;
   /**
    * Tests only: the storage's current time, used instead of reading it from the storage. Production
    * never sets it; this worker's own clock is never used for ages.
@@ -121,9 +129,11 @@ export function planRetention<T extends BackupListing>(
   };
   const byCollection = new Map<string, T[]>();
   for (const b of backups) {
-    const list = byCollection.get(b.collection) ?? [];
+    // Same-named collections of two databases are two collections (databases.ts qualifiedName).
+    const key = b.database === undefined ? b.collection : `${b.database}.${b.collection}`;
+    const list = byCollection.get(key) ?? [];
     list.push(b);
-    byCollection.set(b.collection, list);
+    byCollection.set(key, list);
   }
   const remove: T[] = [];
   const keep: { b: T; reason: string }[] = [];
@@ -258,12 +268,38 @@ export async function prune(store: BlobStore, opts: PruneOptions, log: Log): Pro
     log.info("prune.deleted", { backupId: b.backupId, collection: b.collection });
   }
 
-  for (const e of scan.incomplete) {
+  // Progress records (resume.ts) live outside backups/: each belongs to the backup it names.
+  const records = new Map<string, Date>();
+  for await (const b of store.list(BACKUP_PROGRESS_PREFIX)) {
+    const id = /^progress\/backups\/(.+)\.json$/.exec(b.name)?.[1];
+    if (id) records.set(id, b.lastModified);
+  }
+  const withManifest = new Set([...scan.intact, ...scan.damaged].map((b) => b.backupId));
+  for (const id of records.keys()) {
+    // A completed backup whose run ended before it could delete its record: the record is stale.
+    if (withManifest.has(id) && !opts.dryRun) await store.delete(backupProgressPath(id));
+  }
+  const partials = scan.incomplete.map((e) => {
+    const record = records.get(e.backupId);
+    const blobs = record ? [...e.blobs, backupProgressPath(e.backupId)] : e.blobs;
+    return { ...e, blobs, newest: record && record > e.newest ? record : e.newest, record: Boolean(record) };
+  });
+  // A run that died before its first chunk leaves only its record.
+  for (const [backupId, newest] of records) {
+    if (withManifest.has(backupId) || scan.incomplete.some((e) => e.backupId === backupId)) continue;
+    partials.push({ backupId, blobs: [backupProgressPath(backupId)], newest, record: true });
+  }
+  partials.sort((a, b) => a.backupId.localeCompare(b.backupId));
+  const graceHours = opts.partialGraceHours ?? LEFTOVER_AGE_MS / 3_600_000;
+  const grace = graceHours === 24 ? "a day" : `${graceHours} h`;
+  for (const e of partials) {
     const age = at.getTime() - e.newest.getTime();
-    if (age < LEFTOVER_AGE_MS) {
+    if (age < graceHours * 3_600_000) {
       result.kept.push({
         backupId: e.backupId,
-        reason: "incomplete and younger than a day (may still be running)",
+        reason: e.record
+          ? `partial backup younger than ${grace} (may still be running, or be continued with backup --resume ${e.backupId})`
+          : `incomplete and younger than ${grace} (may still be running)`,
       });
       continue;
     }

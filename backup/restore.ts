@@ -14,11 +14,18 @@
  */
 import { operation as retryOperation } from "retry";
 import { randomBytes } from "node:crypto";
-import type { FieldType } from "@zilliz/milvus2-sdk-node";
+import { DataType, type FieldType } from "@zilliz/milvus2-sdk-node";
 import type { BlobStore } from "./blobStore";
-import { ARRAY_PAGE_ROWS } from "./backup";
-import { StorageUnavailableError } from "./blobStore";
+import { ARRAY_PAGE_ROWS, backupPartitions, countDistinctKeys } from "./backup";
+import { isReadOnlyRefusal, StorageUnavailableError } from "./blobStore";
 import { checkChunk, identityProblems, listingProblems, loadManifest, manifestChanged } from "./catalog";
+import {
+  DATABASE_NAME,
+  DEFAULT_DATABASE,
+  ensureDatabase,
+  manifestDatabase,
+  qualifiedName,
+} from "./databases";
 import { ColumnReader, isVectorType } from "./columns";
 import {
   AbortedError,
@@ -41,11 +48,20 @@ import {
   type Manifest,
 } from "./format";
 import type { Log } from "./log";
-import type { Milvus } from "./milvus";
+import { primaryField, type Milvus } from "./milvus";
+import {
+  loadRestoreProgress,
+  RESTORE_PROGRESS_KIND,
+  restoreProgressPath,
+  saveProgress,
+  type RestoreProgress,
+} from "./resume";
 
 export interface RestoreOptions {
   backupId: string;
   target?: string;
+  /** The database to restore into. @default the backup's database ("default" for older manifests) */
+  targetDatabase?: string;
   dropExisting: boolean;
   indexFallback?: string;
   /** Bytes per insert request. @default 2 MiB */
@@ -54,12 +70,20 @@ export interface RestoreOptions {
   signal?: AbortSignal;
   /** The manifest digest the backup logged: the restore is refused if the manifest differs. */
   manifestSha256?: string;
+  /**
+   * Continue the interrupted restore of this backup into this target (its progress record names the
+   * collection being filled) instead of starting over; without it, such a record makes the restore refuse.
+   */
+  resume?: boolean;
 }
 
 export interface RestoreSummary {
   backupId: string;
   collection: string;
   sourceCollection: string;
+  /** The database restored into, and whether the restore created it. */
+  database: string;
+  databaseCreated: boolean;
   rows: number;
   seconds: number;
   method: "rename" | "direct";
@@ -97,12 +121,44 @@ export async function restoreBackup(
   if (!COLLECTION_NAME.test(target)) {
     throw new WorkerError(`--target ${JSON.stringify(target)} is not a valid Milvus collection name`, 2);
   }
+  const database = opts.targetDatabase ?? manifestDatabase(manifest);
+  if (!DATABASE_NAME.test(database)) {
+    throw new WorkerError(
+      `--target-database ${JSON.stringify(database)} is not a valid Milvus database name`,
+      2,
+    );
+  }
+  const where = qualifiedName(database, target);
   // Restores and backups of one collection never interleave (lock.ts).
-  const lock = await lockCollection(store, target, `restore of ${opts.backupId} into ${target}`, log);
+  const lock = await lockCollection(
+    store,
+    target,
+    `restore of ${opts.backupId} into ${where}`,
+    log,
+    database,
+  );
+  let createdDatabase = false;
   try {
     const signal = opts.signal ? AbortSignal.any([opts.signal, lock.lost]) : lock.lost;
-    return await restoreLocked(milvus, store, manifest, target, { ...opts, signal }, log);
+    // The database first (created when missing, with the properties it had), then the collection in it.
+    const db = await ensureDatabase(
+      milvus,
+      database,
+      manifest.databaseProperties,
+      log,
+      `restore of ${opts.backupId}`,
+    );
+    createdDatabase = db.created;
+    await milvus.useDatabase(database);
+    const summary = await restoreLocked(milvus, store, manifest, target, { ...opts, signal }, log);
+    return {
+      ...summary,
+      database,
+      databaseCreated: db.created,
+      warnings: [...db.warnings, ...summary.warnings],
+    };
   } catch (e) {
+    if (createdDatabase) await dropCreatedDatabase(milvus, database, log);
     if (e instanceof WorkerError) throw e;
     // Failed before anything was created (checking the target, probing rename support).
     throw new WorkerError(
@@ -127,7 +183,13 @@ async function restoreLocked(
   // is downloaded for its insert, so each is downloaded once).
   await checkAllChunks(store, manifest);
 
-  const exists = await milvus.exists(target);
+  // An interrupted restore into this target left a progress record (resume.ts): continue it with
+  // --resume, never start a second one beside it by surprise.
+  const progressName = restoreProgressPath(qualifiedName(milvus.database, target));
+  const manifestDigest = sha256(await store.get(manifestPath(opts.backupId)));
+  const resumed = await resumableRestore(milvus, store, manifest, target, manifestDigest, opts, log);
+  // Where the server cannot rename, a resumed restore fills the target itself: that is not "existing".
+  const exists = (await milvus.exists(target)) && resumed?.work !== target;
   if (exists && !opts.dropExisting) {
     throw new WorkerError(
       `restore of ${opts.backupId} refused: collection ${target} already exists. ` +
@@ -144,22 +206,62 @@ async function restoreLocked(
     );
   }
   const method = canRename ? "rename" : "direct";
-  const work = canRename ? `${target.slice(0, 200)}_restoring_${randomBytes(4).toString("hex")}` : target;
+  if (resumed && resumed.method !== method) {
+    throw new WorkerError(
+      `restore --resume of ${opts.backupId} into ${target} refused: the interrupted restore filled ${resumed.work} ` +
+        `by ${resumed.method}, this server now calls for ${method}. Drop ${resumed.work} and run the restore without --resume.`,
+    );
+  }
+  const work =
+    resumed?.work ??
+    (canRename ? `${target.slice(0, 200)}_restoring_${randomBytes(4).toString("hex")}` : target);
+  const progress: RestoreProgress = resumed ?? {
+    kind: RESTORE_PROGRESS_KIND,
+    backupId: opts.backupId,
+    target,
+    work,
+    method,
+    manifestSha256: manifestDigest,
+    chunksDone: 0,
+    rows: 0,
+    startedAt: new Date().toISOString(),
+    updatedAt: "",
+  };
   const warnings: string[] = [];
+  // A failover restores from the primary's read-only geo-secondary: there no progress record can be
+  // written, and the restore must go on without one (it then cannot be continued, only run again).
+  let progressKept = true;
+  const recordProgress = async () => {
+    if (!progressKept) return;
+    try {
+      await saveProgress(store, progressName, progress);
+    } catch (e) {
+      if (!isReadOnlyRefusal(e)) throw e;
+      progressKept = false;
+      const w = `cannot write the restore's progress record to ${store.location} (${describeError(e)}): the restore goes on, but if it is interrupted it must be run again from the start`;
+      warnings.push(w);
+      log.warn("restore.progress-unwritable", { collection: target }, w);
+    }
+  };
   log.info("restore.start", {
     backupId: opts.backupId,
     collection: target,
     into: work,
     rows: manifest.rows,
     method,
+    ...(resumed ? { resumeAtChunk: resumed.chunksDone + 1 } : {}),
   });
-  let created = false;
+  let created = resumed !== undefined;
   /** The restored collection holds the target name: later failures must not report it as partial. */
   let inPlace = false;
   try {
-    const autoIdFallback = await createCollection(milvus, manifest.schema, work, log);
-    created = true;
-    if (autoIdFallback) warnings.push(autoIdFallback);
+    if (!resumed) {
+      const autoIdFallback = await createCollection(milvus, manifest.schema, work, log, target);
+      created = true;
+      if (autoIdFallback) warnings.push(autoIdFallback);
+      // Written before the first insert, so a run killed at any point after it can be continued.
+      await recordProgress();
+    }
     await insertAll(
       milvus,
       store,
@@ -168,6 +270,14 @@ async function restoreLocked(
       opts.insertBytes ?? DEFAULT_INSERT_BYTES,
       log,
       opts.signal,
+      {
+        from: progress.chunksDone,
+        chunkDone: async (done, rows) => {
+          progress.chunksDone = done;
+          progress.rows = rows;
+          await recordProgress();
+        },
+      },
     );
     stopIfAborted(opts.signal, "before flushing");
     const flush = await milvus.client.flush({ collection_names: [work] });
@@ -185,6 +295,20 @@ async function restoreLocked(
           `restore of ${opts.backupId}: ${work} holds ${n} rows after loading, the backup has ${manifest.rows}`,
         );
       }
+      // count(*) counts every row of a repeated key: the distinct keys are counted too, by walking the
+      // restored keys with the backup's key cursor (backup.ts countDistinctKeys).
+      if (manifest.distinctKeys !== undefined) {
+        const def = { ...manifest.schema, name: work };
+        let distinct = 0;
+        for (const p of backupPartitions(manifest.schema))
+          distinct += await countDistinctKeys(milvus, def, p, null);
+        if (distinct !== manifest.distinctKeys) {
+          throw new WorkerError(
+            `restore of ${opts.backupId}: ${work} holds ${distinct} distinct primary keys after loading (count(*) ` +
+              `${n}), the backup has ${manifest.distinctKeys} distinct primary keys (${manifest.rows} rows)`,
+          );
+        }
+      }
     } else {
       warnings.push(
         "some vector fields had no index in the source: the collection was not loaded; rows were counted at insert",
@@ -193,10 +317,22 @@ async function restoreLocked(
     stopIfAborted(opts.signal, "before putting the restored collection in place");
     if (canRename) await swapIntoPlace(milvus, work, target, log, warnings);
     inPlace = true;
+    // The restore is complete: nothing is left to continue.
+    await store.delete(progressName).catch(() => undefined);
     if (target === manifest.collection) await restoreAliases(milvus, manifest.schema, target, log, warnings);
     if (!manifest.schema.loaded && indexedAll) {
       const rel = await milvus.client.releaseCollection({ collection_name: target });
       checkStatus(rel, `releasing ${target} (it was not loaded when backed up)`);
+    }
+    if (manifest.schema.loaded && indexedAll && canRename) {
+      // milvus-lite 3.2.2 releases a collection when it renames it (measured here; test/lanes.test.ts
+      // "the restored collection is loaded like its source"), so the swap may have undone the load.
+      const state = await milvus.client.getLoadState({ collection_name: target });
+      checkStatus(state.status, `reading the load state of ${target}`);
+      if ((state.state as string) !== "LoadStateLoaded") {
+        const load = await milvus.client.loadCollectionSync({ collection_name: target });
+        checkStatus(load, `loading ${target} again after renaming it into place`);
+      }
     }
     const seconds = (Date.now() - started) / 1000;
     log.info("restore.done", { backupId: opts.backupId, collection: target, rows: manifest.rows, seconds });
@@ -204,6 +340,8 @@ async function restoreLocked(
       backupId: opts.backupId,
       collection: target,
       sourceCollection: manifest.collection,
+      database: milvus.database,
+      databaseCreated: false,
       rows: manifest.rows,
       seconds,
       method,
@@ -219,11 +357,24 @@ async function restoreLocked(
       );
     }
     if (e instanceof SwapRollbackError) throw e;
+    const stoppedOrTransient =
+      e instanceof AbortedError || e instanceof StorageUnavailableError || isMilvusUnavailable(e);
+    if (method === "rename" && created && stoppedOrTransient && progressKept) {
+      // The partial collection is not the target: keep it and its progress, to be continued.
+      throw new WorkerError(
+        `restore of ${opts.backupId} into ${target} failed: ${describeError(e)}. State: the partial collection ${work} ` +
+          `is kept with its progress (${progress.chunksDone} of ${manifest.chunks.length} chunks inserted)` +
+          `${exists ? `; the existing ${target} was not changed` : ""}. Next: run the same restore with --resume to continue it ` +
+          `(or drop ${work} to start over).`,
+        e instanceof WorkerError ? e.exitCode : 1,
+      );
+    }
     let left = `nothing was created`;
     let leftBehind = false;
     if (created || (await milvus.exists(work).catch(() => false))) {
       try {
         if (await milvus.exists(work)) await milvus.drop(work);
+        await store.delete(progressName).catch(() => undefined);
         left = `the partial collection ${work} was dropped`;
         log.warn(
           "restore.cleanup",
@@ -251,6 +402,38 @@ async function restoreLocked(
     throw new WorkerError(
       `restore of ${opts.backupId} into ${target} failed: ${describeError(e)}. State: ${left}${untouched}. Next: ${next}.`,
       e instanceof WorkerError ? e.exitCode : 1,
+    );
+  }
+}
+
+/**
+ * A failed restore leaves no database it created behind: dropped when it holds nothing (Milvus refuses to
+ * drop a database with collections, "database:<name> not empty": measured on 2.3.5), else kept and said.
+ */
+async function dropCreatedDatabase(milvus: Milvus, database: string, log: Log): Promise<void> {
+  try {
+    await milvus.useDatabase(database);
+    const left = await milvus.listCollections();
+    await milvus.useDatabase(DEFAULT_DATABASE);
+    if (left.length > 0) {
+      log.warn(
+        "restore.database-kept",
+        { database },
+        `restore failed; the database ${database} it created still holds ${left.join(", ")} and was kept`,
+      );
+      return;
+    }
+    await milvus.dropDatabase(database);
+    log.warn(
+      "restore.database-dropped",
+      { database },
+      `restore failed; dropped the database ${database} it had created`,
+    );
+  } catch (e) {
+    log.warn(
+      "restore.database-kept",
+      { database },
+      `restore failed; the database ${database} it created is left behind (dropping it failed: ${describeError(e)})`,
     );
   }
 }
@@ -307,7 +490,7 @@ export async function swapIntoPlace(
   }
   // Aliases follow the collection they name, not its name: point them at the restored collection.
   for (const alias of aliases) {
-    const r = await milvus.client.alterAlias({ alias, collection_name: target });
+    const r = await milvus.client.alterAlias({ alias, collection_name: target, ...aliasDb(milvus) });
     if (r.code !== 0) {
       const w = `alias ${alias} still names the replaced collection ${aside}: ${r.reason}`;
       warnings.push(w);
@@ -326,11 +509,73 @@ export async function swapIntoPlace(
 
 async function aliasesOf(milvus: Pick<Milvus, "client">, collection: string): Promise<string[]> {
   try {
-    const res = await milvus.client.listAliases({ collection_name: collection });
+    const res = await milvus.client.listAliases({ collection_name: collection, ...aliasDb(milvus) });
     return res.status.code === 0 ? res.aliases : [];
   } catch {
     return [];
   }
+}
+
+/**
+ * The interrupted restore into `target` to continue, if any. A record whose collection is gone (dropped
+ * by hand to start over) is discarded; one that exists makes a restore without --resume refuse, and
+ * --resume without one (or of another backup, or of a changed manifest) refuse.
+ */
+async function resumableRestore(
+  milvus: Milvus,
+  store: BlobStore,
+  m: Manifest,
+  target: string,
+  manifestDigest: string,
+  opts: RestoreOptions,
+  log: Log,
+): Promise<RestoreProgress | undefined> {
+  const name = qualifiedName(milvus.database, target);
+  let record = await loadRestoreProgress(store, name);
+  if (record && !(await milvus.exists(record.work))) {
+    log.warn(
+      "restore.progress-discarded",
+      { collection: record.work },
+      `the interrupted restore of ${record.backupId} into ${target} left no collection ${record.work}; starting over`,
+    );
+    await store.delete(restoreProgressPath(name));
+    record = undefined;
+  }
+  const refused = `restore${opts.resume ? " --resume" : ""} of ${opts.backupId} into ${target} refused`;
+  if (!record) {
+    if (!opts.resume) return undefined;
+    throw new WorkerError(
+      `${refused}: no interrupted restore into ${target} is recorded in ${store.location} (${restoreProgressPath(name)}). ` +
+        "Run the restore without --resume.",
+    );
+  }
+  const partial = `an interrupted restore of ${record.backupId} left ${record.work} with ${record.chunksDone} of its chunks`;
+  if (!opts.resume) {
+    throw new WorkerError(
+      `${refused}: ${partial}. Run the same restore with --resume to continue it, or drop ${record.work} to start over.`,
+    );
+  }
+  if (record.backupId !== opts.backupId) {
+    throw new WorkerError(
+      `${refused}: ${partial}; continue that one (restore --backup ${record.backupId} --target ${target} --resume) ` +
+        `or drop ${record.work} to start over.`,
+    );
+  }
+  if (record.manifestSha256 !== manifestDigest) {
+    throw new WorkerError(
+      `${refused}: the backup's manifest changed since the interrupted restore began (SHA-256 ${manifestDigest}, ` +
+        `was ${record.manifestSha256}). Drop ${record.work} and run the restore without --resume.`,
+    );
+  }
+  if (m.schema.fields.some((f) => f.isPrimaryKey && f.autoID)) {
+    // An upsert into an auto-ID collection may give rows new keys: the chunk in flight could not be
+    // written again without risking duplicates.
+    throw new WorkerError(
+      `${refused}: its primary key is auto-ID, so the chunk that was in flight cannot be written again without ` +
+        `risking duplicate rows. Drop ${record.work} and run the restore without --resume.`,
+    );
+  }
+  return record;
 }
 
 /** Every chunk the manifest lists is present with its size (one listing, no downloads). */
@@ -385,6 +630,8 @@ async function createCollection(
   def: CollectionDef,
   name: string,
   log: Log,
+  /** The name the warning gives (the target, not the temporary collection that becomes it). */
+  shownAs = name,
 ): Promise<string | undefined> {
   const fields = (autoId: boolean): FieldType[] =>
     def.fields.map((f) => {
@@ -440,10 +687,12 @@ async function createCollection(
   checkStatus(res, `creating collection ${name}`);
   if (autoIdPk && !(await acceptsExplicitKeys(milvus, def, name))) {
     await milvus.drop(name);
+    // The property means nothing with auto-ID off: keep only the source's own value.
+    if (!("allow_insert_auto_id" in def.properties)) delete properties.allow_insert_auto_id;
     res = await milvus.client.createCollection(request(false, properties));
     checkStatus(res, `creating collection ${name}`);
     warning =
-      `this server refuses explicit primary keys in auto-ID collections: ${name} was created with auto-ID off ` +
+      `this server refuses explicit primary keys in auto-ID collections: ${shownAs} was created with auto-ID off ` +
       "so that every primary key is preserved; new inserts must now supply the primary key";
     log.warn("restore.auto-id-off", { collection: name }, warning);
   }
@@ -467,7 +716,53 @@ async function acceptsExplicitKeys(milvus: Milvus, def: CollectionDef, name: str
       String(p.value),
     ]),
   );
-  return props.allow_insert_auto_id === "true" && def.properties.allow_insert_auto_id !== "false";
+  if (props.allow_insert_auto_id !== "true" || def.properties.allow_insert_auto_id === "false") return false;
+  // Keeping the property proves nothing: Milvus 2.3.5 stores allow_insert_auto_id (describe answers it)
+  // yet refuses an insert that carries the key, "the number of fields is less than needed" (measured
+  // here; servers that know it check it in the proxy's insert, milvus internal/proxy/util.go "can not
+  // assign primary field data when auto id enabled and allow_insert_auto_id is false"). So one row with
+  // a key is inserted into a throwaway collection of the same key type, and the key must come back.
+  return insertKeepsKey(milvus, def, `${name.slice(0, 230)}_autoid_probe`);
+}
+
+/** Whether `probe`, an auto-ID collection with allow_insert_auto_id, keeps a key given on insert. */
+async function insertKeepsKey(milvus: Milvus, def: CollectionDef, probe: string): Promise<boolean> {
+  const pk = primaryField(def);
+  const varchar = pk.dataType === "VarChar";
+  const vector = pk.name === "v" ? "vec" : "v";
+  const made = await milvus.client.createCollection({
+    collection_name: probe,
+    fields: [
+      {
+        name: pk.name,
+        data_type: pk.dataType as FieldType["data_type"],
+        is_primary_key: true,
+        autoID: true,
+        ...(varchar
+          ? { max_length: "max_length" in pk.typeParams ? Number(pk.typeParams.max_length) : 64 }
+          : {}),
+      },
+      // Milvus refuses a collection without one (internal/proxy/task.go, "schema does not contain vector field").
+      { name: vector, data_type: DataType.FloatVector, dim: 2 },
+    ],
+    properties: { allow_insert_auto_id: "true" },
+  });
+  checkStatus(made, `creating the probe collection ${probe}`);
+  try {
+    const key = varchar ? "k" : "7";
+    const ins = await milvus.client.insert({
+      collection_name: probe,
+      data: [{ [pk.name]: key, [vector]: [0, 0] }],
+    });
+    const ids = ins.IDs as { int_id?: { data: unknown[] }; str_id?: { data: unknown[] } } | undefined;
+    const got = (varchar ? ids?.str_id : ids?.int_id)?.data ?? [];
+    return ins.status.code === 0 && got.length === 1 && String(got[0]) === key;
+  } catch {
+    // The SDK throws on answers it cannot read: not accepted.
+    return false;
+  } finally {
+    await milvus.drop(probe).catch(() => undefined);
+  }
 }
 
 async function insertAll(
@@ -478,18 +773,35 @@ async function insertAll(
   insertBytes: number,
   log: Log,
   signal: AbortSignal | undefined,
+  resume: {
+    /** Chunks before this one are in the collection (a resumed restore); this one may be in part. */
+    from: number;
+    /** Called when chunks 1..done are all acknowledged, before any row of the next is sent. */
+    chunkDone: (done: number, rows: number) => Promise<void>;
+  },
 ) {
-  let inserted = 0;
+  const firstChunk = resume.from;
+  let inserted = m.chunks.slice(0, firstChunk).reduce((s, c) => s + c.rows, 0);
   const pending = new Set<Promise<void>>();
   let failure: Error | undefined;
   // Upsert replaces by primary key, so a retried request cannot duplicate rows; auto-ID collections
   // would get new keys from an upsert, so there an ambiguous failure is not retried.
   const canUpsert = !m.schema.fields.some((f) => f.isPrimaryKey && f.autoID);
-  let nextDownload: Promise<Buffer> | undefined = m.chunks[0] ? store.get(m.chunks[0].file) : undefined;
+  const first = m.chunks.at(firstChunk);
+  let nextDownload: Promise<Buffer> | undefined = first ? store.get(first.file) : undefined;
   let previousHeader: ChunkHeader | undefined;
-  for (let i = 0; i < m.chunks.length; i++) {
+  for (let i = firstChunk; i < m.chunks.length; i++) {
     const entry = m.chunks[i] as ChunkEntry | undefined;
     if (!entry || !nextDownload) break;
+    if (i > firstChunk) {
+      // A chunk is recorded as done only once all its rows are acknowledged and before the next one's
+      // are sent, so only the chunk right after the recorded ones can be in the collection in part.
+      await Promise.allSettled(pending);
+      if (failure) throw failure;
+      await resume.chunkDone(i, inserted);
+    }
+    // The chunk a killed run was inserting may be in part: upserted, so its rows land once.
+    const upsertChunk = i === firstChunk && firstChunk > 0;
     const data = await nextDownload;
     const following = m.chunks[i + 1] as ChunkEntry | undefined;
     // Download the next chunk while this one is being inserted.
@@ -537,6 +849,7 @@ async function insertAll(
         rows,
         canUpsert,
         log,
+        { upsert: upsertChunk },
       )
         .then(() => {
           inserted += rows;
@@ -554,6 +867,7 @@ async function insertAll(
   }
   await Promise.all(pending);
   if (failure) throw failure;
+  await resume.chunkDone(m.chunks.length, inserted);
   if (inserted !== m.rows)
     throw new WorkerError(`restore of ${m.backupId}: inserted ${inserted} rows, the backup has ${m.rows}`);
 }
@@ -572,11 +886,16 @@ export async function insertWithRetries(
   rows: number,
   canUpsert: boolean,
   log: Pick<Log, "warn">,
-  { attempts = 5, baseMs = 500 }: { attempts?: number; baseMs?: number } = {},
+  {
+    attempts = 5,
+    baseMs = 500,
+    upsert: upsertFirst = false,
+  }: { attempts?: number; baseMs?: number; upsert?: boolean } = {},
 ): Promise<void> {
   const waits = Array.from({ length: attempts - 1 }, (_, i) => Math.min(30_000, baseMs * 2 ** (i + 1)));
   const op = retryOperation(waits);
-  let upsert = false;
+  // Upsert from the first try for rows that may already be in the collection (a resumed restore).
+  let upsert = upsertFirst;
   await new Promise<void>((resolve, reject) => {
     op.attempt((attempt) => {
       milvus.insert(name, partition, fieldsData, rows, upsert).then(resolve, (e: unknown) => {
@@ -655,11 +974,18 @@ function indexRequest(collection: string, ix: IndexDef, indexType: string, param
   };
 }
 
+/** The database of alias requests ({@link Milvus.aliasDatabase}); test doubles without one: the header's. */
+function aliasDb(milvus: object): { db_name?: string } {
+  return milvus instanceof Object && "aliasDatabase" in milvus && typeof milvus.aliasDatabase === "function"
+    ? (milvus as Pick<Milvus, "aliasDatabase">).aliasDatabase()
+    : {};
+}
+
 async function dropAliasesOf(milvus: Pick<Milvus, "client">, collection: string) {
   for (const alias of await aliasesOf(milvus, collection)) {
     let r;
     try {
-      r = await milvus.client.dropAlias({ alias });
+      r = await milvus.client.dropAlias({ alias, ...aliasDb(milvus) });
     } catch {
       return;
     }
@@ -675,8 +1001,9 @@ async function restoreAliases(
   warnings: string[],
 ) {
   for (const alias of def.aliases) {
-    let res = await milvus.client.createAlias({ alias, collection_name: target });
-    if (res.code !== 0) res = await milvus.client.alterAlias({ alias, collection_name: target });
+    let res = await milvus.client.createAlias({ alias, collection_name: target, ...aliasDb(milvus) });
+    if (res.code !== 0)
+      res = await milvus.client.alterAlias({ alias, collection_name: target, ...aliasDb(milvus) });
     if (res.code !== 0) {
       const w = `alias ${alias} could not be pointed at ${target}: ${res.reason}`;
       warnings.push(w);

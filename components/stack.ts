@@ -16,6 +16,7 @@ import {
 import { liveSubnet } from "./azure/network";
 import { MonitoringComponent } from "./monitoring/monitoring";
 import { BackupWorkerComponent, backupWorkerDefaults } from "./backupDeployment/backupWorker";
+import { TestRestoreComponent, testRestoreConfig } from "./backupDeployment/testRestore";
 import * as random from "@pulumi/random";
 import { AuditWorkspaceComponent } from "./azure/auditWorkspace";
 import { AuditDiagnosticsComponent } from "./azure/auditDiagnostics";
@@ -312,6 +313,7 @@ function deployCluster(
       milvusToken: pulumi.secret(pulumi.interpolate`${BACKUP_MILVUS_USER}:${backupPassword}`),
       milvusCaConfigMapName: caCertificate ? milvusAccessDefaults().caConfigMapName : undefined,
       collections: cfg.backup.collections,
+      databases: cfg.backup.databases,
       schedule: cfg.backup.schedule,
       retentionDays: cfg.backup.retentionDays,
       image: cfg.backup.image,
@@ -321,6 +323,24 @@ function deployCluster(
     // The Secret, ServiceAccount and CronJob go into the data namespace the data layer creates.
     { providers: { kubernetes: aks.provider }, dependsOn: [dataLayer] },
   );
+
+  // The dr stack proves every week that the primary's backups restore here, and how long that takes.
+  if (cfg.environment === "dr" && primary) {
+    new TestRestoreComponent(
+      `${name}-test-restore`,
+      {
+        image: worker.image,
+        milvusAddress: dataLayer.milvusAddress,
+        sourceBlobEndpoint: primary.backupSecondaryBlobEndpoint,
+        sourceContainerName: primary.backupContainerName,
+        milvusCaConfigMapName: caCertificate ? milvusAccessDefaults().caConfigMapName : undefined,
+        config: testRestoreConfig(cfg.backup),
+        namespace: DATA_NAMESPACE,
+      },
+      // Uses the worker's ServiceAccount and credentials Secret.
+      { providers: { kubernetes: aks.provider }, dependsOn: [worker] },
+    );
+  }
 
   // Users and roles, applied by a Job with the root account once Milvus is up; root is used for
   // nothing else (the policy pack checks it).

@@ -35,6 +35,18 @@ const ENTRY_POINTS: EntryPoint[] = [
     usage: "usage: npm run -s worker -- <command> [flags]",
   },
   {
+    script: "worker",
+    file: "backup/cli.ts",
+    prefix: ["test-restore"],
+    usage: "usage: npm run -s worker -- <command> [flags]",
+  },
+  {
+    script: "worker",
+    file: "backup/cli.ts",
+    prefix: ["restore-rbac"],
+    usage: "usage: npm run -s worker -- <command> [flags]",
+  },
+  {
     script: "render",
     file: "tools/render.ts",
     usage: "usage: npm run -s render -- [--stack] <stack> [--file <path>]",
@@ -140,7 +152,17 @@ describe("entry points: --help and unknown flags", function () {
       assert.match(help.stdout, /^exit codes: 0 .*\b2 bad/m);
       if (e.script === "worker") {
         assert.match(help.stdout, /--storage-account-url <url> +\[AZURE_STORAGE_ACCOUNT_URL\]/);
-        if (e.prefix) assert.match(help.stdout, /\nrestore --backup <backupId>/);
+        if (e.prefix?.[0] === "restore") assert.match(help.stdout, /\nrestore --backup <backupId>/);
+        if (e.prefix?.[0] === "test-restore")
+          assert.match(
+            help.stdout,
+            /\ntest-restore \[--collection <name> \.\.\.\] \[--sample-rows <n>\] \[--searches <n>\]\n/,
+          );
+        if (e.prefix?.[0] === "restore-rbac")
+          assert.match(
+            help.stdout,
+            /\nrestore-rbac --backup <rbacId> \[--passwords-dir <dir>\] \[--dry-run\]\n/,
+          );
       }
     });
 
@@ -194,7 +216,7 @@ describe("entry points: --help and unknown flags", function () {
       assert.equal(bogus.status, 2);
       assert.equal(
         bogus.stderr,
-        'error: list: unknown flag "--bogus"; list accepts --collection plus the connection flags (see --help)\n',
+        'error: list: unknown flag "--bogus"; list accepts --collection, --database plus the connection flags (see --help)\n',
       );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
@@ -393,7 +415,7 @@ describe("worker command line through the shared parser", function () {
   };
 
   it("names a mistyped flag or stray argument but never its value, exit 2", async function () {
-    const accepts = "list accepts --collection plus the connection flags (see --help)";
+    const accepts = "list accepts --collection, --database plus the connection flags (see --help)";
     const cases: [string[], string][] = [
       [
         ["list", "--milvus-tokn=root:Sup3rSecret"],
@@ -409,7 +431,7 @@ describe("worker command line through the shared parser", function () {
       ],
       [
         ["--milvus-token=root:Sup3rSecret", "list"],
-        'error: unknown flag "--milvus-token" before the command; the command comes first, one of backup, restore, list, verify, prune, schedule, apply-access (see --help)',
+        'error: unknown flag "--milvus-token" before the command; the command comes first, one of backup, restore, test-restore, list, verify, prune, schedule, apply-access, backup-rbac, restore-rbac, list-rbac (see --help)',
       ],
     ];
     for (const [argv, line] of cases) {

@@ -484,7 +484,7 @@ describe("backup worker against Milvus Lite and Azurite", function () {
       const cases: [string[], string][] = [
         [
           ["frobnicate"],
-          'error: unknown command "frobnicate"; expected one of backup, restore, list, verify, prune, schedule, apply-access (see --help)',
+          'error: unknown command "frobnicate"; expected one of backup, restore, test-restore, list, verify, prune, schedule, apply-access, backup-rbac, restore-rbac, list-rbac (see --help)',
         ],
         [["backup"], "error: backup: --collection <name> is required (repeat it for several collections)"],
         [["backup", "--collection"], "error: backup: --collection needs a value (see `backup --help`)"],
@@ -508,7 +508,7 @@ describe("backup worker against Milvus Lite and Azurite", function () {
         ],
         [
           ["list", "--bogus"],
-          'error: list: unknown flag "--bogus"; list accepts --collection plus the connection flags (see --help)',
+          'error: list: unknown flag "--bogus"; list accepts --collection, --database plus the connection flags (see --help)',
         ],
         [
           ["schedule", "--cron", "61 * * * *", "--collection", "a"],

@@ -51,6 +51,8 @@ export interface BackupWorkerArgs {
   milvusCaConfigMapName?: string;
   /** Collections to back up on schedule. @default none: taken from `backup.collections` */
   collections: string[];
+  /** Databases to back up on schedule (`["*"]`: every database). @default []: `collections` of "default" */
+  databases?: string[];
   /** Cron schedule (UTC). @default none: `backup.schedule`, itself defaulting to "0 2 * * *" */
   schedule: string;
   /** Retention applied by `prune` after each backup. @default none: `backup.retentionDays` (30) */
@@ -98,10 +100,25 @@ export function serviceAccountSubject(namespace: string, serviceAccount: string)
   return `system:serviceaccount:${namespace}:${serviceAccount}`;
 }
 
-/** Arguments of the scheduled backup (init container) and prune (main container) steps. */
-export function scheduledCommands(collections: string[], retentionDays: number, keepLast: number) {
+/**
+ * Arguments of the scheduled backup (init container) and prune (main container) steps. `databases`
+ * (backup.databases) names databases for the worker's --database, or is ["*"] for --all-databases.
+ */
+export function scheduledCommands(
+  collections: string[],
+  retentionDays: number,
+  keepLast: number,
+  databases: string[] = [],
+) {
+  const all = databases.length === 1 && databases[0] === "*";
   return {
-    backup: ["backup", ...collections.flatMap((c) => ["--collection", c])],
+    backup: all
+      ? ["backup", "--all-databases"]
+      : [
+          "backup",
+          ...databases.flatMap((d) => ["--database", d]),
+          ...collections.flatMap((c) => ["--collection", c]),
+        ],
     prune: ["prune", "--retention-days", String(retentionDays), "--keep-last", String(keepLast)],
   };
 }
@@ -227,7 +244,7 @@ export class BackupWorkerComponent extends pulumi.ComponentResource {
     );
 
     const image = registry.loginServer.apply((server) => imageReference(args.image, server));
-    const commands = scheduledCommands(args.collections, args.retentionDays, d.keepLast);
+    const commands = scheduledCommands(args.collections, args.retentionDays, d.keepLast, args.databases);
     const env = [
       { name: "MILVUS_ADDRESS", value: args.milvusAddress },
       { name: "BACKUP_CONTAINER", value: args.backupContainerName },

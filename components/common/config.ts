@@ -116,6 +116,8 @@ export interface BackupConfig {
   immutabilityDays: number;
   /** Collections the scheduled job backs up. */
   collections: string[];
+  /** Databases the scheduled job backs up (`["*"]`: all); empty: `collections` of "default". */
+  databases: string[];
   /** Worker image; `registry` empty means the registry this stack creates. */
   image: WorkerImage;
 }
@@ -633,6 +635,7 @@ export function defaultsFor(
       retentionDays: 30,
       immutabilityDays: 0,
       collections: [],
+      databases: [],
       image: { registry: "", repository: "milvus-backup", tag: "0.1.0", digest: "" },
     },
     monitoring: {
@@ -1092,6 +1095,14 @@ export function parseStackConfig(stack: string, raw: Raw, options: ParseOptions 
         "Node drains during the window evict the backup pod. Move backup.schedule or maintenance.day/startHourUtc.",
       );
     }
+  }
+  if (backup.databases.includes("*") && (backup.databases.length > 1 || backup.collections.length > 0)) {
+    problems.add(
+      "backup.databases",
+      backup.databases,
+      '["*"] alone (every collection of every database), with backup.collections empty; or database names',
+      "The worker's --all-databases takes no --database or --collection: list the databases instead.",
+    );
   }
   if (backup.immutabilityDays > backup.retentionDays) {
     problems.add(

@@ -77,10 +77,25 @@ const MINIO_IMAGE =
 export const MILVUS_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,31}$/;
 // Database names: same alphabet, at most 64 characters (validate_util.go, ValidateDatabaseName).
 const MILVUS_DATABASE = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+/** backup.databases: database names, or "*" alone for every database (rule checked in config.ts). */
+const DATABASE_OR_ALL = /^(\*|[A-Za-z_][A-Za-z0-9_]{0,63})$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/;
 export const SCHEDULE_ALLOWED =
   'a Kubernetes CronJob schedule in UTC: five fields such as "0 2 * * *" (names such as SUN or JAN allowed) or a macro such as @daily';
+
+/**
+ * backup.testRestore defaults (the dr stack's weekly test restore, components/backupDeployment/testRestore.ts):
+ * Wednesdays 06:00 UTC, after the nightly 02:00 backup and away from the weekend maintenance windows; the
+ * restore of each collection must finish within an hour (the restore share of the failover RTO).
+ */
+export const TEST_RESTORE_DEFAULTS = { schedule: "0 6 * * 3", rtoMinutes: 60 } as const;
+export interface TestRestoreConfig {
+  /** CronJob schedule (UTC) of the weekly test restore. */
+  schedule: string;
+  /** Longest acceptable restore of one collection, minutes; a slower test restore alerts. */
+  rtoMinutes: number;
+}
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
@@ -598,6 +613,15 @@ function buildSchema(environment: Environment, mode: Mode) {
           "Collections the scheduled job backs up.",
           "'[\"docs\"]'",
         ),
+        databases: b.list(
+          "backup.databases",
+          d.backup.databases,
+          DATABASE_OR_ALL,
+          'a list of Milvus database names, or ["*"] for every database',
+          "Databases the scheduled job backs up: each one's backup.collections, or all its collections when that is empty; " +
+            '["*"]: every collection of every database. Empty: backup.collections of database "default".',
+          '\'["default","tenant_a"]\'',
+        ),
         image: b.obj("backup.image", {
           registry: b.str(
             "backup.image.registry",
@@ -628,6 +652,27 @@ function buildSchema(environment: Environment, mode: Mode) {
             "empty, or a digest sha256:<64 hex>",
             "Worker image digest; wins over the tag.",
             "sha256:<digest>",
+          ),
+        }),
+        testRestore: b.obj("backup.testRestore", {
+          schedule: b.explained(
+            "backup.testRestore.schedule",
+            TEST_RESTORE_DEFAULTS.schedule,
+            (s) => {
+              const p = cronProblem(s);
+              return p === undefined ? undefined : `here ${p}`;
+            },
+            SCHEDULE_ALLOWED,
+            "dr stack only: schedule of the test restore CronJob, which restores the newest backup of every collection into a scratch collection, checks it and drops it.",
+            "'0 6 * * 3'",
+          ),
+          rtoMinutes: b.int(
+            "backup.testRestore.rtoMinutes",
+            TEST_RESTORE_DEFAULTS.rtoMinutes,
+            1,
+            10080,
+            " minutes",
+            "dr stack only: a test restore Job running longer than this alerts (MilvusTestRestoreSlow).",
           ),
         }),
       }),

@@ -316,6 +316,89 @@ function backupGroup(b: BackupAlertTarget): RuleGroup {
   };
 }
 
+/** The dr stack's weekly test restore CronJob (components/backupDeployment/testRestore.ts). */
+export interface TestRestoreAlertTarget {
+  namespace: string;
+  cronJobName: string;
+  /** Kubernetes CronJob schedule (UTC), validated by the config schema (backup/schedule.ts). */
+  schedule: string;
+  /** startingDeadlineSeconds + activeDeadlineSeconds of the CronJob, as for {@link BackupAlertTarget}. */
+  graceSeconds: number;
+  /** The restore time objective: a test restore Job running longer than this alerts. */
+  rtoSeconds: number;
+}
+
+/**
+ * Alerts on the test restore, from kube-state-metrics alone (its docs/cronjob-metrics.md and
+ * docs/job-metrics.md: kube_cronjob_status_last_successful_time and kube_cronjob_created with labels
+ * namespace, cronjob; kube_job_status_start_time, kube_job_status_completion_time,
+ * kube_job_status_active, kube_job_failed{condition} with namespace, job_name; kube_job_owner with
+ * owner_kind, owner_name). A Job's completion time is set only when it succeeds (Kubernetes API
+ * reference, JobStatus.completionTime), so a Job counts as running while kube_job_status_active > 0.
+ */
+export function testRestoreGroup(t: TestRestoreAlertTarget): RuleGroup {
+  const staleAfter = maxCronIntervalSeconds(t.schedule) + t.graceSeconds;
+  const ns = `namespace="${t.namespace}"`;
+  const cron = `${ns}, cronjob="${t.cronJobName}"`;
+  const lastSuccess = `max by (namespace, cronjob) (kube_cronjob_status_last_successful_time{${cron}})`;
+  const owned = `and on (namespace, job_name) kube_job_owner{${ns}, owner_kind="CronJob", owner_name="${t.cronJobName}"}`;
+  const start = `(max by (namespace, job_name) (kube_job_status_start_time{${ns}}) ${owned})`;
+  // The newest Job of the CronJob: earlier ones stay in its history and must not alert again.
+  const newest = `(${start} == on (namespace) group_left () max by (namespace) ${start})`;
+  const duration = [
+    `(max by (namespace, job_name) (kube_job_status_completion_time{${ns}}) - on (namespace, job_name) ${start})`,
+    `or (time() - ${start} and on (namespace, job_name) (max by (namespace, job_name) (kube_job_status_active{${ns}}) > 0))`,
+  ].join("\n");
+  return {
+    name: "milvus-test-restore.rules",
+    rules: [
+      {
+        alert: "MilvusTestRestoreFailed",
+        // A check failed (or the restore did): the backups may not restore. Stops once a later run passes.
+        expr: [
+          `(max by (namespace, job_name) (kube_job_failed{${ns}, condition="true"}) == 1) ${owned}`,
+          `unless on (namespace, job_name) (kube_job_status_start_time{${ns}} <= on (namespace) group_left () max by (namespace) (kube_cronjob_status_last_successful_time{${cron}}))`,
+        ].join("\n"),
+        for: "0m",
+        labels: { severity: "critical", component: "backup" },
+        annotations: {
+          summary: "A weekly test restore of the Milvus backups failed",
+          description: `Test restore Job {{ $labels.namespace }}/{{ $labels.job_name }} (CronJob ${t.cronJobName}) failed and none has passed since: a backup may not restore. Its log names the collection and the failed check.`,
+          runbook_url: runbook("MilvusTestRestoreFailed"),
+        },
+      },
+      {
+        alert: "MilvusTestRestoreStale",
+        // As MilvusBackupStale: too old a success, never a success, or no CronJob at all.
+        expr: [
+          `(time() - ${lastSuccess} > ${staleAfter})`,
+          `or (time() - max by (namespace, cronjob) (kube_cronjob_created{${cron}}) > ${staleAfter} unless on (namespace, cronjob) ${lastSuccess})`,
+          `or absent(kube_cronjob_created{${cron}})`,
+        ].join("\n"),
+        for: "5m",
+        labels: { severity: "warning", component: "backup" },
+        annotations: {
+          summary: "No successful Milvus test restore within its schedule",
+          description: `CronJob ${t.namespace}/${t.cronJobName} ("${t.schedule}") has no successful test restore in the last ${hours(staleAfter)} (longest schedule gap ${hours(maxCronIntervalSeconds(t.schedule))} + ${hours(t.graceSeconds)} for start and run deadlines), or the CronJob is missing: restores of the backups are untested.`,
+          runbook_url: runbook("MilvusTestRestoreStale"),
+        },
+      },
+      {
+        alert: "MilvusTestRestoreSlow",
+        // The newest Job's duration: finished (completion - start) or still running (now - start).
+        expr: `((${duration}) > ${t.rtoSeconds}) and on (namespace, job_name) ${newest}`,
+        for: "0m",
+        labels: { severity: "warning", component: "backup" },
+        annotations: {
+          summary: "The last Milvus test restore took longer than the RTO",
+          description: `Test restore Job {{ $labels.namespace }}/{{ $labels.job_name }} has taken {{ $value | humanizeDuration }}, more than the ${hours(t.rtoSeconds)} restore time objective (backup.testRestore.rtoMinutes): a failover restore would take as long.`,
+          runbook_url: runbook("MilvusTestRestoreSlow"),
+        },
+      },
+    ],
+  };
+}
+
 /** Every alert name, in order (README and tests cross-check against it). */
 export function alertNames(groups: RuleGroup[]): string[] {
   return groups.flatMap((g) => g.rules.map((r) => r.alert));

@@ -2,7 +2,7 @@
  * Shared fixtures of the worker tests: real Azurite and Milvus Lite servers, seeded collections, and a
  * way to run the worker's command line in-process with captured output.
  */
-import { DataType, MilvusClient, type RowData } from "@zilliz/milvus2-sdk-node";
+import { ConsistencyLevelEnum, DataType, MilvusClient, type RowData } from "@zilliz/milvus2-sdk-node";
 import { main, type CliIo } from "../../backup/cli";
 import type { BlobStore, StorageSettings } from "../../backup/blobStore";
 import {
@@ -194,7 +194,13 @@ export async function seedRichCollection(client: MilvusClient, spec: SeedSpec): 
   if (load.code !== 0) throw new Error(`load: ${load.reason}`);
 }
 
-/** Every row of a collection keyed by primary key, read with a key cursor (independent of the worker). */
+/**
+ * Every row of a collection keyed by primary key, read with the SDK's query iterator (independent of the
+ * worker). The iterator writes its next bound as `pk > '<key>'` without escaping (SDK
+ * dist/milvus/utils/Function.js getPKFieldExpr), so keys with quotes or backslashes misplace it: the
+ * rows read are checked against count(*), so such a loss fails here instead of passing unnoticed on
+ * both sides of a comparison.
+ */
 export async function readAll(
   client: MilvusClient,
   name: string,
@@ -208,6 +214,18 @@ export async function readAll(
   })) as AsyncIterable<Record<string, unknown>[]>;
   for await (const page of it) {
     for (const row of page) out.set(String(row[pk]), row);
+  }
+  const count = await client.query({
+    collection_name: name,
+    filter: "",
+    output_fields: ["count(*)"],
+    consistency_level: ConsistencyLevelEnum.Strong,
+  });
+  const stored = Number(count.data[0]?.["count(*)"]);
+  if (stored !== out.size) {
+    throw new Error(
+      `readAll(${name}): the query iterator returned ${out.size} keys, count(*) says ${stored}`,
+    );
   }
   return out;
 }
