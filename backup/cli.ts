@@ -101,7 +101,8 @@ const COMMANDS: Partial<Record<string, CommandSpec>> = {
     usage:
       "prune --retention-days <n> [--keep-last <k>] [--partial-grace-hours <h>] [--dry-run]\n" +
       "  Deletes backups older than n days, keeping the newest k (default 1) of every collection, and partial\n" +
-      "  (interrupted, resumable) backups untouched for h hours (default 24).",
+      "  (interrupted, resumable) backups untouched for h hours (default 24). RBAC backups (rbac/) get the same\n" +
+      "  retention, their newest k kept; a blob under rbac/ that is not a readable one is reported, never deleted.",
     values: ["--retention-days", "--keep-last", "--partial-grace-hours"],
     flags: ["--dry-run"],
     needsMilvus: false,
@@ -661,6 +662,10 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
             io.stdout.write(`${r.dryRun ? "would delete" : "deleted"}\t${d.backupId}\t${d.reason}\n`);
           for (const s of r.skipped) io.stdout.write(`skipped\t${s.backupId}\t${s.reason}\n`);
           for (const d of r.damaged) io.stdout.write(`damaged\t${d.backupId}\t${d.reason}\n`);
+          for (const d of r.rbac.deleted)
+            io.stdout.write(`${r.dryRun ? "would delete" : "deleted"}\t${d.rbacId}\t${d.reason}\n`);
+          for (const s of r.rbac.skipped) io.stdout.write(`skipped\t${s.rbacId}\t${s.reason}\n`);
+          for (const u of r.rbac.unreadable) io.stdout.write(`unreadable\t${u.name}\t${u.reason}\n`);
         }
         return 0;
       }

@@ -10,6 +10,11 @@
  * count toward keep-last and "newest". Damaged backups are reported (`damaged`) and never deleted:
  * they are evidence of what went wrong, and a person decides when they go.
  *
+ * RBAC backups (`rbac/<rbacId>.json`, rbac.ts) get the same retention, counted on their own: documents
+ * older than the retention period go, except the newest `keepLast` readable ones (at least one). A blob
+ * under `rbac/` that is not a readable RBAC backup is reported (`rbac.unreadable`) and never deleted or
+ * counted.
+ *
  * Every age is measured on the storage's clock, never this worker's: "now" is the lastModified of a
  * probe blob written under `probes/` (or, when that fails, the newest blob's lastModified, which can
  * only make things look younger), leftovers are aged by their newest blob's lastModified, and a
@@ -22,6 +27,7 @@ import { scanBackups, type BackupListing, type IntactBackup } from "./catalog";
 import { describeError, WorkerError } from "./errors";
 import { manifestPath } from "./format";
 import { BACKUP_PROGRESS_PREFIX, backupProgressPath } from "./resume";
+import { scanRbac, type RbacStored } from "./rbac";
 import type { Log } from "./log";
 
 export interface PruneOptions {
@@ -47,6 +53,23 @@ export interface PruneEntry {
   reason: string;
 }
 
+export interface RbacPruneEntry {
+  rbacId: string;
+  time: string;
+  reason: string;
+}
+
+/** Retention of RBAC backups, apart from the collection backups'. */
+export interface RbacPruneResult {
+  /** Deleted (with dryRun: would be deleted). */
+  deleted: RbacPruneEntry[];
+  kept: RbacPruneEntry[];
+  /** Due for deletion but under an immutability policy or legal hold. */
+  skipped: RbacPruneEntry[];
+  /** Blobs under rbac/ that are not a readable RBAC backup: reported, never deleted, never counted. */
+  unreadable: { name: string; reason: string }[];
+}
+
 /** The clock ages were measured against. */
 export interface PruneClock {
   /**
@@ -70,6 +93,7 @@ export interface PruneResult {
   skipped: PruneEntry[];
   /** Backups whose manifest is unusable or whose chunks are missing or of the wrong size: reported, never deleted. */
   damaged: PruneEntry[];
+  rbac: RbacPruneResult;
   clock: PruneClock;
 }
 
@@ -153,6 +177,39 @@ export function planRetention<T extends BackupListing>(
   return { remove, keep };
 }
 
+/**
+ * An RBAC backup's time on the storage's clock: its document time (taken before the server was read),
+ * but never later than the blob's lastModified, as for backupTime.
+ */
+export function rbacTime(d: Pick<RbacStored, "time" | "lastModified">): number {
+  const t = Date.parse(d.time);
+  const stored = d.lastModified.getTime() + 999;
+  return Number.isFinite(t) ? Math.min(t, stored) : d.lastModified.getTime();
+}
+
+/** Which RBAC backups retention removes (pure): the newest `keepLast` (at least one) always stay. */
+export function planRbacRetention<T extends Pick<RbacStored, "rbacId" | "time" | "lastModified">>(
+  docs: T[],
+  opts: { retentionDays: number; keepLast: number; now: Date },
+): { remove: T[]; keep: { d: T; reason: string }[] } {
+  const cutoff = opts.now.getTime() - opts.retentionDays * 24 * 3600 * 1000;
+  const keepLast = Math.max(1, opts.keepLast);
+  const sorted = [...docs].sort((a, b) => {
+    const [ta, tb] = [rbacTime(a), rbacTime(b)];
+    if (ta !== tb) return ta < tb ? 1 : -1;
+    return b.rbacId.localeCompare(a.rbacId);
+  });
+  const remove: T[] = [];
+  const keep: { d: T; reason: string }[] = [];
+  sorted.forEach((d, i) => {
+    if (i === 0) keep.push({ d, reason: "newest RBAC backup" });
+    else if (i < keepLast) keep.push({ d, reason: `among the newest ${keepLast}` });
+    else if (rbacTime(d) >= cutoff) keep.push({ d, reason: `within ${opts.retentionDays} days` });
+    else remove.push(d);
+  });
+  return { remove, keep };
+}
+
 /** The storage's current time, or the fallback, and how this worker's clock compares. */
 async function storageClock(
   store: BlobStore,
@@ -177,10 +234,13 @@ async function storageClock(
 export async function prune(store: BlobStore, opts: PruneOptions, log: Log): Promise<PruneResult> {
   const probed = await storageClock(store, opts, log);
   const scan = await scanBackups(store);
+  const rbacScan = await scanRbac(store);
   let now = probed.now;
   let source = probed.clock.source;
   // Blobs written since the probe are newer still; with no probe at all, the newest blob is the bound.
-  if (source !== "given" && scan.newestBlob && (!now || scan.newestBlob > now)) now = scan.newestBlob;
+  for (const newest of [scan.newestBlob, ...rbacScan.documents.map((d) => d.lastModified)]) {
+    if (source !== "given" && newest && (!now || newest > now)) now = newest;
+  }
   if (!now) source = "none";
   const ahead =
     now && (source === "storage" || source === "given")
@@ -227,6 +287,7 @@ export async function prune(store: BlobStore, opts: PruneOptions, log: Log): Pro
     })),
     skipped: [],
     damaged: scan.damaged.map(({ damaged: d }) => ({ ...d })),
+    rbac: { deleted: [], kept: [], skipped: [], unreadable: [] },
     clock,
   };
   for (const d of result.damaged) {
@@ -267,6 +328,8 @@ export async function prune(store: BlobStore, opts: PruneOptions, log: Log): Pro
     result.deleted.push(entry);
     log.info("prune.deleted", { backupId: b.backupId, collection: b.collection });
   }
+
+  await pruneRbac(store, rbacScan, opts, at, result.rbac, log);
 
   // Progress records (resume.ts) live outside backups/: each belongs to the backup it names.
   const records = new Map<string, Date>();
@@ -326,11 +389,52 @@ export async function prune(store: BlobStore, opts: PruneOptions, log: Log): Pro
     kept: result.kept.length,
     skipped: result.skipped.length,
     damaged: result.damaged.length,
+    rbacDeleted: result.rbac.deleted.length,
+    rbacKept: result.rbac.kept.length,
+    rbacSkipped: result.rbac.skipped.length,
+    rbacUnreadable: result.rbac.unreadable.length,
     dryRun: opts.dryRun,
     clock: clock.source,
     storageTime: clock.storageTime,
   });
   return result;
+}
+
+/** Retention of RBAC backups; fills `out`. */
+async function pruneRbac(
+  store: BlobStore,
+  rbacScan: Awaited<ReturnType<typeof scanRbac>>,
+  opts: PruneOptions,
+  now: Date,
+  out: RbacPruneResult,
+  log: Log,
+): Promise<void> {
+  for (const u of rbacScan.unreadable) {
+    out.unreadable.push({ name: u.name, reason: u.reason });
+    log.warn(
+      "prune.rbac.unreadable",
+      { name: u.name, reason: u.reason },
+      `${u.name} is not a readable RBAC backup (${u.reason}); it does not count toward retention and is not deleted: ` +
+        "check it, and delete it by hand once it is no longer needed",
+    );
+  }
+  const { remove, keep } = planRbacRetention(rbacScan.documents, { ...opts, now });
+  for (const { d, reason } of keep) out.kept.push({ rbacId: d.rbacId, time: d.time, reason });
+  for (const d of remove) {
+    const entry = { rbacId: d.rbacId, time: d.time, reason: `older than ${opts.retentionDays} days` };
+    if (opts.dryRun) {
+      out.deleted.push(entry);
+      continue;
+    }
+    // "missing": gone already (another prune); it is deleted either way.
+    if ((await store.delete(d.name)) === "immutable") {
+      out.skipped.push({ ...entry, reason: "under an immutability policy or legal hold" });
+      log.warn("prune.immutable", { rbacId: d.rbacId }, `RBAC backup ${d.rbacId} is immutable; skipped`);
+      continue;
+    }
+    out.deleted.push(entry);
+    log.info("prune.rbac.deleted", { rbacId: d.rbacId });
+  }
 }
 
 /** Deletes blobs, returning how many were immutable. */

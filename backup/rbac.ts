@@ -405,19 +405,35 @@ export interface RbacListing {
   privilegeGroups: number;
 }
 
-/** `list-rbac`: every RBAC backup, newest first; an unreadable one is listed apart with its reason. */
-export async function listRbac(
-  store: BlobStore,
-): Promise<{ backups: RbacListing[]; damaged: { rbacId: string; reason: string }[] }> {
-  const backups: RbacListing[] = [];
-  const damaged: { rbacId: string; reason: string }[] = [];
+/** A readable RBAC backup as stored: its listing, blob name and the storage's lastModified. */
+export interface RbacStored extends RbacListing {
+  name: string;
+  lastModified: Date;
+}
+
+/**
+ * Every blob under `rbac/`: the readable documents, and apart from them each blob that is not one
+ * (`rbacId` set: named like a document but unusable; unset: a name no RBAC backup has), with why.
+ * A read that fails for another reason than the worker's own checks is thrown, never hidden.
+ */
+export async function scanRbac(store: BlobStore): Promise<{
+  documents: RbacStored[];
+  unreadable: { name: string; rbacId?: string; reason: string }[];
+}> {
+  const documents: RbacStored[] = [];
+  const unreadable: { name: string; rbacId?: string; reason: string }[] = [];
   for await (const b of store.list(RBAC_PREFIX)) {
-    const m = /^rbac\/(.+)\.json$/.exec(b.name);
-    if (!m?.[1] || !RBAC_ID_PATTERN.test(m[1])) continue;
-    const rbacId = m[1];
+    const rbacId = /^rbac\/(.+)\.json$/.exec(b.name)?.[1];
+    if (!rbacId || !RBAC_ID_PATTERN.test(rbacId)) {
+      unreadable.push({
+        name: b.name,
+        reason: `not an RBAC backup name (${RBAC_PREFIX}rbac-<yyyymmddThhmmssZ>-<6 hex>.json)`,
+      });
+      continue;
+    }
     try {
       const d = parseRbacDocument(await store.get(b.name), rbacId);
-      backups.push({
+      documents.push({
         rbacId,
         time: d.time,
         method: d.method,
@@ -425,14 +441,29 @@ export async function listRbac(
         roles: d.roles.length,
         grants: d.grants.length,
         privilegeGroups: d.privilegeGroups.length,
+        name: b.name,
+        lastModified: b.lastModified,
       });
     } catch (e) {
       if (!(e instanceof WorkerError)) throw e;
-      damaged.push({ rbacId, reason: describeError(e) });
+      unreadable.push({ name: b.name, rbacId, reason: describeError(e) });
     }
   }
-  backups.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
-  return { backups, damaged };
+  documents.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
+  return { documents, unreadable };
+}
+
+/** `list-rbac`: every RBAC backup, newest first; an unreadable one is listed apart with its reason. */
+export async function listRbac(
+  store: BlobStore,
+): Promise<{ backups: RbacListing[]; damaged: { rbacId: string; reason: string }[] }> {
+  const { documents, unreadable } = await scanRbac(store);
+  return {
+    backups: documents.map(({ name: _name, lastModified: _modified, ...listing }) => listing),
+    damaged: unreadable.flatMap((u) =>
+      u.rbacId === undefined ? [] : [{ rbacId: u.rbacId, reason: u.reason }],
+    ),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------

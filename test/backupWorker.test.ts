@@ -87,6 +87,7 @@ describe("backup worker deployment", () => {
     );
     assert.deepEqual(scheduledCommands(["a", "b"], 30, 3), {
       backup: ["backup", "--collection", "a", "--collection", "b"],
+      rbac: ["backup-rbac"],
       prune: ["prune", "--retention-days", "30", "--keep-last", "3"],
     });
     const d = backupWorkerDefaults();
@@ -156,8 +157,11 @@ describe("backup worker deployment", () => {
     assert.equal(pod.metadata.labels["azure.workload.identity/use"], "true");
     assert.equal(pod.metadata.labels["app.kubernetes.io/name"], "milvus-backup");
     assert.deepEqual(
-      pod.spec.initContainers.map((c: Obj) => c.args),
-      [["backup", "--collection", "documents"]],
+      pod.spec.initContainers.map((c: Obj) => [c.name, c.args]),
+      [
+        ["backup", ["backup", "--collection", "documents"]],
+        ["backup-rbac", ["backup-rbac"]],
+      ],
     );
     assert.deepEqual(
       pod.spec.containers.map((c: Obj) => c.args),

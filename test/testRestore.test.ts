@@ -24,6 +24,24 @@ import {
 import { AZURITE_ACCOUNT, AZURITE_KEY } from "../tools/local-servers";
 import { runCli, seedRichCollection, startServers, type Servers } from "./support/workerEnv";
 
+/**
+ * A connection string for the backup container that can only read and list (a SAS with "rl"), as the
+ * primary's geo-secondary is on a dr stack.
+ */
+function readOnlyConnectionString(blobEndpoint: string): string {
+  const credential = new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY);
+  const sas = generateBlobSASQueryParameters(
+    {
+      containerName: "backups",
+      permissions: ContainerSASPermissions.parse("rl"),
+      startsOn: new Date(Date.now() - 60_000),
+      expiresOn: new Date(Date.now() + 3600_000),
+    },
+    credential,
+  ).toString();
+  return `BlobEndpoint=${blobEndpoint};SharedAccessSignature=${sas}`;
+}
+
 /** The report's first result; fails the test when there is none. */
 function first(report: TestRestoreReport): TestRestoreResult {
   const x = report.results.at(0);
@@ -278,17 +296,7 @@ describe("test-restore against Milvus Lite and Azurite", function () {
   });
 
   it("works on a read-only container (SAS with read and list only) and writes nothing there", async function () {
-    const credential = new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY);
-    const sas = generateBlobSASQueryParameters(
-      {
-        containerName: "backups",
-        permissions: ContainerSASPermissions.parse("rl"),
-        startsOn: new Date(Date.now() - 60_000),
-        expiresOn: new Date(Date.now() + 3600_000),
-      },
-      credential,
-    ).toString();
-    const readOnly = `BlobEndpoint=${s.azurite.blobEndpoint};SharedAccessSignature=${sas}`;
+    const readOnly = readOnlyConnectionString(s.azurite.blobEndpoint);
     // The SAS really is read-only: a write and a lease are refused (as on the geo-secondary).
     const ro = new AzureBlobStore({ container: "backups", connectionString: readOnly });
     await assert.rejects(ro.put("probe.txt", Buffer.from("x")), /HTTP 403/);
@@ -308,17 +316,7 @@ describe("test-restore against Milvus Lite and Azurite", function () {
   });
 
   it("lets a plain failover restore run from the read-only container (no lock, no progress record)", async function () {
-    const credential = new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY);
-    const sas = generateBlobSASQueryParameters(
-      {
-        containerName: "backups",
-        permissions: ContainerSASPermissions.parse("rl"),
-        startsOn: new Date(Date.now() - 60_000),
-        expiresOn: new Date(Date.now() + 3600_000),
-      },
-      credential,
-    ).toString();
-    const readOnly = `BlobEndpoint=${s.azurite.blobEndpoint};SharedAccessSignature=${sas}`;
+    const readOnly = readOnlyConnectionString(s.azurite.blobEndpoint);
     const r = await runCli(
       ["restore", "--backup", ids.tr_int ?? "", "--target", "tr_int_failover", "--json"],
       { ...s.env, AZURE_STORAGE_CONNECTION_STRING: readOnly },

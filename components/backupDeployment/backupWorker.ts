@@ -101,7 +101,8 @@ export function serviceAccountSubject(namespace: string, serviceAccount: string)
 }
 
 /**
- * Arguments of the scheduled backup (init container) and prune (main container) steps. `databases`
+ * Arguments of the scheduled backup and RBAC backup (init containers, in that order) and prune (main
+ * container) steps. `databases`
  * (backup.databases) names databases for the worker's --database, or is ["*"] for --all-databases.
  */
 export function scheduledCommands(
@@ -119,6 +120,7 @@ export function scheduledCommands(
           ...databases.flatMap((d) => ["--database", d]),
           ...collections.flatMap((c) => ["--collection", c]),
         ],
+    rbac: ["backup-rbac"],
     prune: ["prune", "--retention-days", String(retentionDays), "--keep-last", String(keepLast)],
   };
 }
@@ -305,8 +307,19 @@ export class BackupWorkerComponent extends pulumi.ComponentResource {
                     fsGroup: d.runAsUser,
                     seccompProfile: { type: "RuntimeDefault" },
                   },
-                  // Prune runs only after the backup step succeeded: never trim retention on a failed night.
-                  initContainers: [container("backup", commands.backup)],
+                  // Init containers run one at a time, in order, each only after the previous one succeeded
+                  // (Kubernetes docs, "Init Containers"): the users and roles are saved after the
+                  // collections, and prune (which also keeps RBAC backups by the same retention) runs only
+                  // after both succeeded: never trim retention on a failed night. backup-rbac runs on every
+                  // stack: authorization is always on (components/data/milvusConfig.ts sets
+                  // common.security.authorizationEnabled: true, with no setting to turn it off), and the
+                  // worker's user has the built-in admin role (milvusAccess.ts accessDeclaration), which
+                  // may read users, roles and grants (test/rbac.test.ts: backup-rbac as an admin user on
+                  // Milvus 2.3.5).
+                  initContainers: [
+                    container("backup", commands.backup),
+                    container("backup-rbac", commands.rbac),
+                  ],
                   containers: [container("prune", commands.prune)],
                   volumes: [
                     { name: "tmp", emptyDir: { sizeLimit: "1Gi" } },
