@@ -13,6 +13,8 @@ import {
   restoreEnv,
   restoreJobFromCronJob,
   listedDocument,
+  PASSWORDS_DIR,
+  usersWithoutPassword,
   workerArgs,
 } from "../tools/restore-job";
 
@@ -46,6 +48,33 @@ const cronJob = {
                 env: [{ name: "MILVUS_ADDRESS", value: "milvus:19530" }],
               },
             ],
+          },
+        },
+      },
+    },
+  },
+};
+
+/** The CronJob as backupWorker.ts declares its pod: fsGroup and the worker's user, a tmp volume. */
+const cronJobWithSecurity = {
+  ...cronJob,
+  spec: {
+    jobTemplate: {
+      spec: {
+        template: {
+          metadata: cronJob.spec.jobTemplate.spec.template.metadata,
+          spec: {
+            ...cronJob.spec.jobTemplate.spec.template.spec,
+            securityContext: { runAsNonRoot: true, fsGroup: 10001 },
+            volumes: [{ name: "tmp", emptyDir: { sizeLimit: "1Gi" } }],
+            initContainers: cronJob.spec.jobTemplate.spec.template.spec.initContainers.map((c) => ({
+              ...c,
+              volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
+            })),
+            containers: cronJob.spec.jobTemplate.spec.template.spec.containers.map((c) => ({
+              ...c,
+              volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
+            })),
           },
         },
       },
@@ -187,7 +216,7 @@ describe("restore-job", () => {
     assert.deepEqual(workerArgs(verify), ["verify", "--backup", "b1"]);
     assert.deepEqual(parseRestoreArgs(["--stack", "dr", "--command", "drop"]), {
       problems: [
-        '--command "drop" is not one of restore, verify, list',
+        '--command "drop" is not one of restore, verify, list, list-rbac, restore-rbac',
         "--backup is required (a backup id from `npm run -s restore-job -- --command list`)",
       ],
     });
@@ -196,17 +225,225 @@ describe("restore-job", () => {
     assert.equal(listedDocument('{"level":"error"}\n'), undefined);
   });
 
+  it("passes --target-database and --resume through to restore, checked by the worker's rules", () => {
+    const req = parseRestoreArgs([
+      "--stack",
+      "dr",
+      "--backup",
+      "sales.docs-20261125T020000Z-ab12",
+      "--target-database",
+      "sales_copy",
+      "--resume",
+    ]);
+    assert.ok(!("problems" in req), JSON.stringify(req));
+    assert.deepEqual(workerArgs(req), [
+      "restore",
+      "--backup",
+      "sales.docs-20261125T020000Z-ab12",
+      "--target-database",
+      "sales_copy",
+      "--resume",
+    ]);
+    // backup/databases.ts DATABASE_NAME: a letter or underscore first, at most 64 characters, no dot.
+    for (const bad of ["1sales", "sales.copy", "a".repeat(65), ""]) {
+      assert.deepEqual(parseRestoreArgs(["--stack", "dr", "--backup", "b1", "--target-database", bad]), {
+        problems: [
+          `--target-database ${JSON.stringify(bad)} is not a valid Milvus database name (a letter or underscore, then ` +
+            "letters, digits and underscores, at most 64 characters), e.g. default",
+        ],
+      });
+    }
+    assert.ok(
+      !(
+        "problems" in
+        parseRestoreArgs(["--stack", "dr", "--backup", "b1", "--target-database", "_" + "a".repeat(63)])
+      ),
+    );
+  });
+
+  it("refuses a flag of one worker command with another instead of dropping it", () => {
+    assert.deepEqual(
+      parseRestoreArgs([
+        "--stack",
+        "dr",
+        "--command",
+        "verify",
+        "--backup",
+        "b1",
+        "--target-database",
+        "x",
+        "--resume",
+        "--passwords-secret",
+        "pw",
+        "--plan",
+      ]),
+      {
+        problems: [
+          "--target-database is only for --command restore (the database a restore writes into), not verify",
+          "--resume is only for --command restore (it continues an interrupted restore), not verify",
+          "--passwords-secret is only for --command restore-rbac (it mounts the users' passwords for restore-rbac), not verify",
+          "--plan is only for --command restore-rbac (it prints restore-rbac's plan; --dry-run prints the Job of any command), not verify",
+        ],
+      },
+    );
+    assert.deepEqual(parseRestoreArgs(["--stack", "dr", "--backup", "b1", "--passwords-secret", "pw"]), {
+      problems: [
+        "--passwords-secret is only for --command restore-rbac (it mounts the users' passwords for restore-rbac), not restore",
+      ],
+    });
+    assert.deepEqual(
+      parseRestoreArgs([
+        "--stack",
+        "dr",
+        "--command",
+        "restore-rbac",
+        "--backup",
+        "rbac-20261125T020000Z-ab12cd",
+        "--resume",
+      ]),
+      {
+        problems: [
+          "--resume is only for --command restore (it continues an interrupted restore), not restore-rbac",
+        ],
+      },
+    );
+  });
+
+  it("runs list-rbac and restore-rbac; a password Secret is a mounted directory, never an argument", () => {
+    const listRbac = parseRestoreArgs(["--stack", "dr", "--command", "list-rbac"]);
+    assert.ok(!("problems" in listRbac));
+    assert.deepEqual(workerArgs(listRbac), ["list-rbac", "--json"]);
+    const id = "rbac-20261125T020000Z-ab12cd";
+    const plain = parseRestoreArgs(["--stack", "dr", "--command", "restore-rbac", "--backup", id]);
+    assert.ok(!("problems" in plain));
+    assert.deepEqual(workerArgs(plain), ["restore-rbac", "--backup", id]);
+    const full = parseRestoreArgs([
+      "--stack",
+      "dr",
+      "--command",
+      "restore-rbac",
+      "--backup",
+      id,
+      "--passwords-secret",
+      "milvus-rbac-passwords",
+      "--plan",
+    ]);
+    assert.ok(!("problems" in full));
+    assert.deepEqual(workerArgs(full), [
+      "restore-rbac",
+      "--backup",
+      id,
+      "--passwords-dir",
+      "/etc/milvus-rbac-passwords",
+      "--dry-run",
+    ]);
+    assert.deepEqual(
+      parseRestoreArgs([
+        "--stack",
+        "dr",
+        "--command",
+        "restore-rbac",
+        "--backup",
+        "docs-20261125T020000Z-ab12",
+        "--passwords-secret",
+        "Bad_Name",
+      ]),
+      {
+        problems: [
+          '--backup "docs-20261125T020000Z-ab12" is not an RBAC backup id (rbac-<yyyymmddThhmmssZ>-<6 hex>, from `--command list-rbac`)',
+          "--passwords-secret \"Bad_Name\" is not a Kubernetes Secret name (lower-case letters, digits, '-' and '.', e.g. milvus-rbac-passwords)",
+        ],
+      },
+    );
+    assert.deepEqual(parseRestoreArgs(["--stack", "dr", "--command", "restore-rbac"]), {
+      problems: [
+        "--backup is required (an RBAC backup id from `npm run -s restore-job -- --command list-rbac`)",
+      ],
+    });
+  });
+
+  it("builds the restore-rbac Job with the Secret as a read-only 0400 volume readable through fsGroup", () => {
+    const req = parseRestoreArgs([
+      "--stack",
+      "dr",
+      "--command",
+      "restore-rbac",
+      "--backup",
+      "rbac-20261125T020000Z-ab12cd",
+      "--passwords-secret",
+      "milvus-rbac-passwords",
+    ]) as RestoreRequest;
+    const job = restoreJobFromCronJob(cronJobWithSecurity, req, new Date("2026-11-25T10:20:30Z")) as {
+      metadata: { name: string };
+      spec: { template: { spec: { volumes: unknown[]; containers: Record<string, unknown>[] } } };
+    };
+    assert.equal(job.metadata.name, "milvus-restore-rbac-20261125102030");
+    assert.deepEqual(job.spec.template.spec.volumes, [
+      { name: "tmp", emptyDir: { sizeLimit: "1Gi" } },
+      { name: "rbac-passwords", secret: { secretName: "milvus-rbac-passwords", defaultMode: 0o400 } },
+    ]);
+    assert.deepEqual(job.spec.template.spec.containers, [
+      {
+        name: "restore-rbac",
+        image: "acr.azurecr.io/milvus-backup:0.1.0",
+        args: ["restore-rbac", "--backup", "rbac-20261125T020000Z-ab12cd", "--passwords-dir", PASSWORDS_DIR],
+        env: [{ name: "MILVUS_ADDRESS", value: "milvus:19530" }],
+        volumeMounts: [
+          { name: "tmp", mountPath: "/tmp" },
+          { name: "rbac-passwords", mountPath: "/etc/milvus-rbac-passwords", readOnly: true },
+        ],
+      },
+    ]);
+    // Without --passwords-secret nothing is added.
+    const plain = restoreJobFromCronJob(
+      cronJobWithSecurity,
+      { ...req, passwordsSecret: undefined },
+      new Date("2026-11-25T10:20:30Z"),
+    ) as typeof job;
+    assert.deepEqual(plain.spec.template.spec.volumes, [{ name: "tmp", emptyDir: { sizeLimit: "1Gi" } }]);
+    assert.deepEqual(plain.spec.template.spec.containers[0]?.volumeMounts, [
+      { name: "tmp", mountPath: "/tmp" },
+    ]);
+    // Without an fsGroup the root-owned 0400 files would be unreadable by the worker: refused.
+    assert.throws(() => restoreJobFromCronJob(cronJob, req, new Date()), {
+      message:
+        "CronJob milvus/milvus-backup's pod template sets no securityContext.fsGroup, so the worker's non-root user " +
+        "could not read the files of Secret milvus-rbac-passwords (mode 0400, owned by root); deploy the backup worker " +
+        "of this checkout (its pod sets fsGroup) and run again",
+    });
+  });
+
+  it("finds the users restore-rbac left without a password in the worker's log", () => {
+    const logs =
+      '{"level":"info","msg":"rbac.restore.plan"}\ncreate role reader\nneeds a password\torphan\nneeds a password\tbob\n' +
+      "error: restore-rbac: 2 user(s) not created, no password for them: orphan, bob. Everything else was restored. " +
+      "Put each one's password in --passwords-dir as a file named like the user and run restore-rbac again\n";
+    assert.deepEqual(usersWithoutPassword(logs), ["orphan", "bob"]);
+    assert.equal(
+      usersWithoutPassword('{"level":"error","msg":"restore-rbac: step 1 of 3 failed"}\n'),
+      undefined,
+    );
+  });
+
   describe("the stack's cluster and the offline dry run", () => {
     let prod: RenderResult;
     before(async () => {
       prod = await renderStack("prod");
     });
 
-    /** A stand-in kubectl: knows the contexts given, records every call, and runs a Job to success. */
-    function fakeKubectl(contexts: string[]) {
+    /**
+     * A stand-in kubectl: knows the contexts given, records every call (and what was sent on stdin), and
+     * runs a Job to success, or to the status and logs given.
+     */
+    function fakeKubectl(
+      contexts: string[],
+      job: { status?: string; logs?: string; secrets?: string[]; cronJob?: object } = {},
+    ) {
       const calls: string[][] = [];
-      const kubectl: Kubectl = (args) => {
+      const inputs: string[] = [];
+      const kubectl: Kubectl = (args, input) => {
         calls.push(args);
+        if (input !== undefined) inputs.push(input);
         const ok = (stdout: string) => ({ status: 0, stdout, stderr: "" });
         if (args[0] === "config") {
           const ctx = args[2] ?? "";
@@ -215,13 +452,19 @@ describe("restore-job", () => {
             : { status: 1, stdout: "", stderr: `error: context ${ctx} not found` };
         }
         const verb = args[4];
-        if (verb === "get" && args[5] === "cronjob") return ok(JSON.stringify(cronJob));
+        if (verb === "get" && args[5] === "cronjob") return ok(JSON.stringify(job.cronJob ?? cronJob));
+        if (verb === "get" && args[5] === "secret") {
+          const name = args[6] ?? "";
+          return job.secrets?.includes(name)
+            ? ok(name)
+            : { status: 1, stdout: "", stderr: `Error from server (NotFound): secrets "${name}" not found` };
+        }
         if (verb === "create") return ok("job.batch/x created");
-        if (verb === "get" && args[5] === "job") return ok("1/");
-        if (verb === "logs") return ok('{"event":"restore.done"}\n');
+        if (verb === "get" && args[5] === "job") return ok(job.status ?? "1/");
+        if (verb === "logs") return ok(job.logs ?? '{"event":"restore.done"}\n');
         return { status: 1, stdout: "", stderr: `unexpected kubectl ${args.join(" ")}` };
       };
-      return { kubectl, calls };
+      return { kubectl, calls, inputs };
     }
 
     async function run(argv: string[], kubectl: Kubectl) {
@@ -324,6 +567,220 @@ describe("restore-job", () => {
         out: "",
         err: "restore-job: no stack file Pulumi.nosuch.yaml to render stack nosuch from",
       });
+    });
+
+    const RBAC_ID = "rbac-20261125T020000Z-ab12cd";
+    const WORKER_NEEDS_PASSWORD =
+      "error: restore-rbac: 2 user(s) not created, no password for them: orphan, bob. Everything else was restored. " +
+      "Put each one's password in --passwords-dir as a file named like the user and run restore-rbac again";
+
+    it("restore-rbac with --passwords-secret: checks the Secret, mounts it, and reports users left without a password", async () => {
+      const logs = `needs a password\torphan\nneeds a password\tbob\n${WORKER_NEEDS_PASSWORD}\n`;
+      const { kubectl, calls, inputs } = fakeKubectl(["milvus-dr-aks"], {
+        status: "/1",
+        logs,
+        secrets: ["milvus-rbac-passwords"],
+        cronJob: cronJobWithSecurity,
+      });
+      const argv = [
+        "--stack",
+        "dr",
+        "--command",
+        "restore-rbac",
+        "--backup",
+        RBAC_ID,
+        "--passwords-secret",
+        "milvus-rbac-passwords",
+      ];
+      const r = await run(argv, kubectl);
+      assert.equal(r.code, 1);
+      assert.equal(r.out, "");
+      assert.equal(
+        r.err,
+        [
+          "restore-job: Job milvus/milvus-restore-rbac-20261125102030 in context milvus-dr-aks runs " +
+            `\`restore-rbac --backup ${RBAC_ID} --passwords-dir /etc/milvus-rbac-passwords\`; waiting up to 21600s`,
+          logs.trimEnd(),
+          `restore-job: Job milvus-restore-rbac-20261125102030: restore-rbac restored everything of ${RBAC_ID} except 2 user(s) ` +
+            "with no password: orphan, bob. Add a key named like each user (value: the password) to Secret " +
+            "milvus-rbac-passwords in namespace milvus and run again with --passwords-secret milvus-rbac-passwords",
+        ].join("\n"),
+      );
+      // The Secret is looked up by name only (its values are never fetched into output), before the Job exists.
+      assert.deepEqual(calls[2], [
+        "--context",
+        "milvus-dr-aks",
+        "-n",
+        "milvus",
+        "get",
+        "secret",
+        "milvus-rbac-passwords",
+        "-o",
+        "jsonpath={.metadata.name}",
+      ]);
+      assert.equal(calls[3]?.[4], "create");
+      const created = JSON.parse(inputs[0] ?? "{}") as {
+        spec: { template: { spec: { volumes: unknown[]; containers: { args: string[] }[] } } };
+      };
+      assert.deepEqual(created.spec.template.spec.containers[0]?.args, [
+        "restore-rbac",
+        "--backup",
+        RBAC_ID,
+        "--passwords-dir",
+        PASSWORDS_DIR,
+      ]);
+      assert.deepEqual(created.spec.template.spec.volumes.at(-1), {
+        name: "rbac-passwords",
+        secret: { secretName: "milvus-rbac-passwords", defaultMode: 256 },
+      });
+      assert.doesNotMatch(inputs[0] ?? "", /stringData|"data"|password"/i);
+
+      // A failure that is not about passwords is reported as a plain failure.
+      const other = fakeKubectl(["milvus-dr-aks"], {
+        status: "/1",
+        logs: "error: restore-rbac: step 1 of 3 failed\n",
+        secrets: ["milvus-rbac-passwords"],
+        cronJob: cronJobWithSecurity,
+      });
+      const o = await run(argv, other.kubectl);
+      assert.equal(o.code, 1);
+      assert.match(
+        o.err,
+        /restore-job: Job milvus-restore-rbac-20261125102030 failed; see `kubectl --context milvus-dr-aks -n milvus logs job\/milvus-restore-rbac-20261125102030`$/,
+      );
+      assert.doesNotMatch(o.err, /with no password/);
+
+      // Without --passwords-secret the report says which Secret to create.
+      const bare = fakeKubectl(["milvus-dr-aks"], { status: "/1", logs, cronJob: cronJobWithSecurity });
+      const b = await run(["--stack", "dr", "--command", "restore-rbac", "--backup", RBAC_ID], bare.kubectl);
+      assert.equal(b.code, 1);
+      assert.match(
+        b.err,
+        /except 2 user\(s\) with no password: orphan, bob\. .* to Secret <name> in namespace milvus and run again with --passwords-secret <name>$/,
+      );
+      assert.ok(
+        !bare.calls.some((c) => c.includes("secret")),
+        "no Secret is looked up without --passwords-secret",
+      );
+    });
+
+    it("refuses a --passwords-secret that is not in the namespace before creating anything", async () => {
+      const { kubectl, calls } = fakeKubectl(["milvus-dr-aks"], { cronJob: cronJobWithSecurity });
+      const r = await run(
+        ["--stack", "dr", "--command", "restore-rbac", "--backup", RBAC_ID, "--passwords-secret", "nosuch"],
+        kubectl,
+      );
+      assert.deepEqual(r, {
+        code: 1,
+        out: "",
+        err:
+          "restore-job: --passwords-secret nosuch: cannot read Secret nosuch in namespace milvus (context milvus-dr-aks): " +
+          'Error from server (NotFound): secrets "nosuch" not found; create it with one key per user (value: the password), ' +
+          "e.g. `kubectl -n milvus create secret generic nosuch --from-file=<dir>`",
+      });
+      assert.ok(!calls.some((c) => c[4] === "create"), "no Job was created");
+    });
+
+    it("reports restore-rbac --plan and list-rbac like the other commands", async () => {
+      const plan = fakeKubectl(["milvus-dr-aks"], {
+        logs: "would create role reader\nneeds a password\torphan\n",
+      });
+      const p = await run(
+        ["--stack", "dr", "--command", "restore-rbac", "--backup", RBAC_ID, "--plan"],
+        plan.kubectl,
+      );
+      assert.equal(p.code, 0, p.err);
+      assert.equal(
+        p.out,
+        `restore-job: Job milvus-restore-rbac-20261125102030 succeeded: planned the restore of RBAC backup ${RBAC_ID} ` +
+          "(nothing was changed; the plan is in the log above)",
+      );
+      assert.match(p.err, /^would create role reader\nneeds a password\torphan$/m);
+      const doc = '{"backups":[{"rbacId":"rbac-20261125T020000Z-ab12cd"}],"damaged":[]}';
+      const list = fakeKubectl(["milvus-dr-aks"], { logs: `{"level":"info","msg":"x"}\n${doc}\n` });
+      const l = await run(["--stack", "dr", "--command", "list-rbac"], list.kubectl);
+      assert.equal(l.code, 0, l.err);
+      assert.equal(l.out, doc);
+      assert.deepEqual(
+        list.calls.find((c) => c[4] === "logs"),
+        ["--context", "milvus-dr-aks", "-n", "milvus", "logs", "job/milvus-list-rbac-20261125102030"],
+      );
+      const restore = fakeKubectl(["milvus-dr-aks"]);
+      const t = await run(
+        ["--stack", "dr", "--backup", "b1", "--target-database", "sales", "--resume"],
+        restore.kubectl,
+      );
+      assert.equal(
+        t.out,
+        "restore-job: Job milvus-restore-20261125102030 succeeded: backup b1 restored (resumed) in database sales",
+      );
+    });
+
+    it("--dry-run prints the restore-rbac Job from the render: the worker's user reads the Secret through fsGroup", async () => {
+      const noCluster: Kubectl = (args) => {
+        throw new Error(`a dry run ran kubectl ${args.join(" ")}`);
+      };
+      const r = await run(
+        [
+          "--stack",
+          "prod",
+          "--command",
+          "restore-rbac",
+          "--backup",
+          RBAC_ID,
+          "--passwords-secret",
+          "milvus-rbac-passwords",
+          "--dry-run",
+        ],
+        noCluster,
+      );
+      assert.equal(r.code, 0, r.err);
+      const job = yaml.load(r.out) as {
+        spec: {
+          template: {
+            spec: {
+              securityContext: { fsGroup: number; runAsNonRoot: boolean };
+              volumes: { name: string }[];
+              containers: {
+                name: string;
+                args: string[];
+                securityContext: { runAsUser: number };
+                volumeMounts: { name: string }[];
+              }[];
+            };
+          };
+        };
+      };
+      const pod = job.spec.template.spec;
+      const [container] = pod.containers;
+      assert.ok(container);
+      assert.equal(container.name, "restore-rbac");
+      assert.deepEqual(container.args, [
+        "restore-rbac",
+        "--backup",
+        RBAC_ID,
+        "--passwords-dir",
+        PASSWORDS_DIR,
+      ]);
+      assert.deepEqual(
+        pod.volumes.find((v) => v.name === "rbac-passwords"),
+        {
+          name: "rbac-passwords",
+          secret: { secretName: "milvus-rbac-passwords", defaultMode: 256 },
+        },
+      );
+      assert.deepEqual(
+        container.volumeMounts.find((m) => m.name === "rbac-passwords"),
+        {
+          name: "rbac-passwords",
+          mountPath: PASSWORDS_DIR,
+          readOnly: true,
+        },
+      );
+      // The files become 0440 root:<fsGroup>; the worker runs as that same id, so it can read them.
+      assert.equal(pod.securityContext.runAsNonRoot, true);
+      assert.equal(pod.securityContext.fsGroup, 10001);
+      assert.equal(container.securityContext.runAsUser, 10001);
     });
 
     it("prints one usage line naming every problem, exit code 2", async () => {

@@ -12,15 +12,19 @@ import {
   type CommandSpec,
   type Io,
 } from "../backup/cliArgs";
+import { checkDatabaseName } from "../backup/databases";
+import { UsageError } from "../backup/errors";
+import { RBAC_ID_PATTERN } from "../backup/rbac";
 
 /**
- * `npm run -s restore-job -- --stack <stack> [--command restore|verify|list] --backup <id> [--target <name>]
- *   [--drop-existing] [--index-fallback <type>] [--namespace milvus] [--context <kubectl context>]
+ * `npm run -s restore-job -- --stack <stack> [--command restore|verify|list|list-rbac|restore-rbac] --backup <id>
+ *   [--target <name>] [--target-database <db>] [--drop-existing] [--resume] [--index-fallback <type>]
+ *   [--passwords-secret <name>] [--plan] [--namespace milvus] [--context <kubectl context>]
  *   [--storage-account-url <url> --container <name>] [--dry-run]` (RESTORE_JOB below is the full usage)
  *
  * Creates a one-off Job from the backup CronJob's own pod template (same image, identity, Secret,
- * network policy and node placement), with the worker's `restore` (or `verify`, or `list --json`)
- * command, waits for it and reports the result. Nothing is edited by hand and no new credentials are
+ * network policy and node placement), with the worker's `restore` (or `verify`, `list --json`,
+ * `list-rbac --json`, `restore-rbac`) command, waits for it and reports the result. Nothing is edited by hand and no new credentials are
  * involved: the Blob data plane is reached from the cluster's subnet (which the backup account's
  * firewall admits) with the worker's workload identity, never from the operator's machine. `list`
  * prints the worker's JSON document on stdout.
@@ -28,15 +32,33 @@ import {
 
 type Obj = Record<string, unknown>;
 
-export type JobCommand = "restore" | "verify" | "list";
+export const JOB_COMMANDS = ["restore", "verify", "list", "list-rbac", "restore-rbac"] as const;
+export type JobCommand = (typeof JOB_COMMANDS)[number];
+
+/** Commands that take no --backup: they list what there is to restore. */
+const LISTINGS: readonly JobCommand[] = ["list", "list-rbac"];
+
+/**
+ * Where the `--passwords-secret` Secret is mounted in the restore-rbac container (a directory with one
+ * file per key: Kubernetes docs "Secrets", "Using Secrets as files from a Pod").
+ */
+export const PASSWORDS_DIR = "/etc/milvus-rbac-passwords";
 
 export interface RestoreRequest {
   stack: string;
   command: JobCommand;
-  /** Backup id; empty for `list`. */
+  /** Backup id (an RBAC backup id for `restore-rbac`); empty for `list` and `list-rbac`. */
   backup: string;
   target?: string;
+  /** `restore --target-database`: restore into this database instead of the backup's own. */
+  targetDatabase?: string;
   dropExisting: boolean;
+  /** `restore --resume`: continue an interrupted restore of the same backup into the same target. */
+  resume: boolean;
+  /** `restore-rbac`: the Secret (in the Job's namespace) holding one password per user, key = user name. */
+  passwordsSecret?: string;
+  /** `restore-rbac --dry-run` in the cluster: print the plan, change nothing. */
+  plan: boolean;
   indexFallback?: string;
   namespace: string;
   cronJob: string;
@@ -56,12 +78,14 @@ export const RESTORE_JOB: CommandSpec = {
   name: "restore-job",
   invocation: "npm run -s restore-job --",
   synopsis:
-    "--stack <stack> [--command restore|verify|list] --backup <backupId> [--target <collection>] [--drop-existing] " +
-    "[--index-fallback <indexType>] [--context <kube-context>] [--storage-account-url <url> --container <name>] [--dry-run]",
+    "--stack <stack> [--command restore|verify|list|list-rbac|restore-rbac] --backup <backupId> [--target <collection>] " +
+    "[--target-database <db>] [--drop-existing] [--resume] [--index-fallback <indexType>] [--passwords-secret <name>] [--plan] " +
+    "[--context <kube-context>] [--storage-account-url <url> --container <name>] [--dry-run]",
   description:
-    "Runs the worker's restore (or verify, or list --json) as a one-off Job in the stack's cluster, built from the\n" +
-    "backup CronJob's own pod template (same image, workload identity, Secret, CA and network policy), waits for it\n" +
-    "and prints the result. The Blob data plane is reached from the cluster's subnet, never from this machine.",
+    "Runs the worker's restore (or verify, list --json, list-rbac --json, restore-rbac) as a one-off Job in the stack's\n" +
+    "cluster, built from the backup CronJob's own pod template (same image, workload identity, Secret, CA and network\n" +
+    "policy), waits for it and prints the result. The Blob data plane is reached from the cluster's subnet, never from\n" +
+    "this machine.",
   flags: {
     "--stack": {
       type: "string",
@@ -70,20 +94,38 @@ export const RESTORE_JOB: CommandSpec = {
     },
     "--command": {
       type: "string",
-      value: "restore|verify|list",
+      value: "restore|verify|list|list-rbac|restore-rbac",
       help: "worker command to run (default restore)",
     },
     "--backup": {
       type: "string",
       value: "<backupId>",
-      help: "backup to restore or verify (ids: --command list)",
+      help: "backup to restore or verify (ids: --command list); restore-rbac: an RBAC backup id (--command list-rbac)",
     },
     "--target": {
       type: "string",
       value: "<collection>",
       help: "restore under this name instead of the original",
     },
+    "--target-database": {
+      type: "string",
+      value: "<db>",
+      help: "restore: into this database (created when missing) instead of the backup's own",
+    },
     "--drop-existing": { type: "boolean", help: "replace an existing collection of the target name" },
+    "--resume": {
+      type: "boolean",
+      help: "restore: continue an interrupted restore of the same backup into the same target",
+    },
+    "--passwords-secret": {
+      type: "string",
+      value: "<name>",
+      help: `restore-rbac: Secret in the namespace with one key per user (value: the password), mounted read-only at ${PASSWORDS_DIR}`,
+    },
+    "--plan": {
+      type: "boolean",
+      help: "restore-rbac: run the worker's restore-rbac --dry-run: print what would be added, change nothing",
+    },
     "--index-fallback": {
       type: "string",
       value: "<indexType>",
@@ -124,7 +166,9 @@ export const RESTORE_JOB: CommandSpec = {
     ["KUBECONFIG", "kubeconfig holding the stack's context (kubectl's default: ~/.kube/config)"],
     ["MILVUS_AKS_TODAY", "with --dry-run: YYYY-MM-DD the offline render judges the Kubernetes calendar at"],
   ],
-  exitCodes: "0 the Job succeeded (or --dry-run printed it), 1 it failed or could not be run, 2 bad usage",
+  exitCodes:
+    "0 the Job succeeded (or --dry-run printed it), 1 it failed or could not be run (restore-rbac: also while users " +
+    "lack a password), 2 bad usage",
 };
 
 const STACK_NAME = /^[A-Za-z0-9_.-]+$/;
@@ -158,9 +202,9 @@ function requestFrom(line: CommandLine): RestoreRequest | { problems: string[] }
   const value = (flag: string) => line.values.get(flag)?.[0];
   const stack = value("--stack");
   const command = value("--command") ?? "restore";
-  if (command !== "restore" && command !== "verify" && command !== "list")
-    problems.push(`--command ${JSON.stringify(command)} is not one of restore, verify, list`);
-  const backup = value("--backup") ?? (command === "list" ? "" : undefined);
+  const known = (JOB_COMMANDS as readonly string[]).includes(command);
+  if (!known) problems.push(`--command ${JSON.stringify(command)} is not one of ${JOB_COMMANDS.join(", ")}`);
+  const backup = value("--backup") ?? (LISTINGS.includes(command as JobCommand) ? "" : undefined);
   if (!stack)
     problems.push("--stack is required (the Pulumi stack whose cluster runs the Job, e.g. prod or dr)");
   else if (!STACK_NAME.test(stack))
@@ -168,9 +212,45 @@ function requestFrom(line: CommandLine): RestoreRequest | { problems: string[] }
       `--stack ${JSON.stringify(stack)} is not a stack name (the short name, e.g. prod: its cluster is milvus-<stack>-aks)`,
     );
   if (backup === undefined)
-    problems.push("--backup is required (a backup id from `npm run -s restore-job -- --command list`)");
-  if (backup && !/^[A-Za-z0-9_.:-]+$/.test(backup))
+    problems.push(
+      command === "restore-rbac"
+        ? "--backup is required (an RBAC backup id from `npm run -s restore-job -- --command list-rbac`)"
+        : "--backup is required (a backup id from `npm run -s restore-job -- --command list`)",
+    );
+  if (backup && command === "restore-rbac" && !RBAC_ID_PATTERN.test(backup))
+    problems.push(
+      `--backup ${JSON.stringify(backup)} is not an RBAC backup id (rbac-<yyyymmddThhmmssZ>-<6 hex>, from \`--command list-rbac\`)`,
+    );
+  else if (backup && !/^[A-Za-z0-9_.:-]+$/.test(backup))
     problems.push(`--backup ${JSON.stringify(backup)} is not a backup id`);
+  // Flags of one worker command are refused with another rather than silently dropped from the Job.
+  const onlyFor = (flag: string, owner: JobCommand, why: string) => {
+    if (known && command !== owner && (line.values.has(flag) || line.flags.has(flag)))
+      problems.push(`${flag} is only for --command ${owner} (${why}), not ${command}`);
+  };
+  onlyFor("--target-database", "restore", "the database a restore writes into");
+  onlyFor("--resume", "restore", "it continues an interrupted restore");
+  onlyFor("--passwords-secret", "restore-rbac", "it mounts the users' passwords for restore-rbac");
+  onlyFor("--plan", "restore-rbac", "it prints restore-rbac's plan; --dry-run prints the Job of any command");
+  const targetDatabase = value("--target-database");
+  if (targetDatabase !== undefined) {
+    try {
+      checkDatabaseName(targetDatabase, "--target-database");
+    } catch (e) {
+      if (!(e instanceof UsageError)) throw e;
+      problems.push(e.message);
+    }
+  }
+  const passwordsSecret = value("--passwords-secret");
+  // A Secret's name is a DNS subdomain (Kubernetes docs "Object Names and IDs").
+  if (
+    passwordsSecret !== undefined &&
+    (passwordsSecret.length > 253 ||
+      !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(passwordsSecret))
+  )
+    problems.push(
+      `--passwords-secret ${JSON.stringify(passwordsSecret)} is not a Kubernetes Secret name (lower-case letters, digits, '-' and '.', e.g. milvus-rbac-passwords)`,
+    );
   const target = value("--target");
   if (target !== undefined && !/^[A-Za-z_][A-Za-z0-9_]{0,254}$/.test(target)) {
     problems.push(`--target ${JSON.stringify(target)} is not a valid Milvus collection name`);
@@ -195,7 +275,11 @@ function requestFrom(line: CommandLine): RestoreRequest | { problems: string[] }
     command: command as JobCommand,
     backup,
     target,
+    targetDatabase,
     dropExisting: line.flags.has("--drop-existing"),
+    resume: line.flags.has("--resume"),
+    passwordsSecret,
+    plan: line.flags.has("--plan"),
     indexFallback: value("--index-fallback"),
     namespace: value("--namespace") ?? "milvus",
     cronJob: value("--cronjob") ?? "milvus-backup",
@@ -207,13 +291,38 @@ function requestFrom(line: CommandLine): RestoreRequest | { problems: string[] }
   };
 }
 
-/** The worker arguments of the Job's command. */
-export function workerArgs(
-  req: Pick<RestoreRequest, "command" | "backup" | "target" | "dropExisting" | "indexFallback">,
-): string[] {
-  if (req.command === "list") return ["list", "--json"];
-  if (req.command === "verify") return ["verify", "--backup", req.backup];
-  return restoreArgs(req);
+type WorkerArgsRequest = Pick<
+  RestoreRequest,
+  | "command"
+  | "backup"
+  | "target"
+  | "targetDatabase"
+  | "dropExisting"
+  | "resume"
+  | "indexFallback"
+  | "passwordsSecret"
+  | "plan"
+>;
+
+/** The worker arguments of the Job's command. Never a secret: a password Secret is a mounted directory. */
+export function workerArgs(req: WorkerArgsRequest): string[] {
+  switch (req.command) {
+    case "list":
+    case "list-rbac":
+      return [req.command, "--json"];
+    case "verify":
+      return ["verify", "--backup", req.backup];
+    case "restore-rbac":
+      return [
+        "restore-rbac",
+        "--backup",
+        req.backup,
+        ...(req.passwordsSecret ? ["--passwords-dir", PASSWORDS_DIR] : []),
+        ...(req.plan ? ["--dry-run"] : []),
+      ];
+    case "restore":
+      return restoreArgs(req);
+  }
 }
 
 /** The worker's `list --json` document among a Job's log lines (stderr carries the worker's log). */
@@ -226,16 +335,34 @@ export function listedDocument(logs: string): string | undefined {
 
 /** The worker arguments of a restore. */
 export function restoreArgs(
-  req: Pick<RestoreRequest, "backup" | "target" | "dropExisting" | "indexFallback">,
+  req: Pick<
+    RestoreRequest,
+    "backup" | "target" | "dropExisting" | "indexFallback" | "targetDatabase" | "resume"
+  >,
 ): string[] {
   return [
     "restore",
     "--backup",
     req.backup,
     ...(req.target ? ["--target", req.target] : []),
+    ...(req.targetDatabase ? ["--target-database", req.targetDatabase] : []),
     ...(req.dropExisting ? ["--drop-existing"] : []),
+    ...(req.resume ? ["--resume"] : []),
     ...(req.indexFallback ? ["--index-fallback", req.indexFallback] : []),
   ];
+}
+
+/**
+ * The worker's report of restore-rbac users left without a password (backup/cli.ts prints it on stderr
+ * and exits 1; test/rbac.test.ts pins the wording against a real Milvus 2.3.5): the user names, or
+ * undefined when the logs do not hold it.
+ */
+export function usersWithoutPassword(logs: string): string[] | undefined {
+  const m =
+    /^error: restore-rbac: \d+ user\(s\) not created, no password for them: (.*?)\. Everything else was restored/m.exec(
+      logs,
+    );
+  return m?.[1]?.split(", ");
 }
 
 /** The container's environment with the restore source (if given) replacing the CronJob's own account. */
@@ -273,6 +400,7 @@ export function restoreJobFromCronJob(cronJob: Obj, req: RestoreRequest, now: Da
   const stamp = now.toISOString().replace(/[-:T]/g, "").slice(0, 14);
   const name = `milvus-${req.command}-${stamp}`;
   const { initContainers: _dropped, ...restOfPod } = podSpec;
+  const passwords = req.passwordsSecret ? passwordsVolume(podSpec, req) : undefined;
   return {
     apiVersion: "batch/v1",
     kind: "Job",
@@ -294,10 +422,56 @@ export function restoreJobFromCronJob(cronJob: Obj, req: RestoreRequest, now: Da
         spec: {
           ...restOfPod,
           restartPolicy: "Never",
-          containers: [{ ...base, name: req.command, args: workerArgs(req), env: restoreEnv(base, req) }],
+          ...(passwords
+            ? { volumes: [...((podSpec.volumes as Obj[] | undefined) ?? []), passwords.volume] }
+            : {}),
+          containers: [
+            {
+              ...base,
+              name: req.command,
+              args: workerArgs(req),
+              env: restoreEnv(base, req),
+              ...(passwords
+                ? {
+                    volumeMounts: [...((base.volumeMounts as Obj[] | undefined) ?? []), passwords.mount],
+                  }
+                : {}),
+            },
+          ],
         },
       },
     },
+  };
+}
+
+const PASSWORDS_VOLUME = "rbac-passwords";
+
+/**
+ * The `--passwords-secret` Secret as a read-only directory: one file per key (the user name), holding
+ * the value (the password), which the worker reads as `--passwords-dir` (backup/access.ts
+ * loadPasswords). The password never travels in args, environment or logs, only as a file.
+ *
+ * Mode 0400 keeps the files from the world and from other users; the worker's non-root user reads
+ * them through the pod's fsGroup: the kubelet gives a secret volume's files to group fsGroup and adds
+ * group read to read-only volumes (kubernetes pkg/volume/volume_linux.go, changeFilePermission:
+ * chown to fsGroup, mode | 0440; SecretVolumeSource.defaultMode API doc: "This might be in conflict
+ * with other options that affect the file mode, like fsGroup"), so they end up 0440 root:<fsGroup>.
+ * Without an fsGroup they would stay root's alone, unreadable by the worker: refused here rather
+ * than left to fail in the cluster. The backup CronJob sets fsGroup to the worker's user
+ * (components/backupDeployment/backupWorker.ts; test/restoreJob.test.ts checks the render).
+ */
+function passwordsVolume(podSpec: Obj, req: RestoreRequest): { volume: Obj; mount: Obj } {
+  const fsGroup = (podSpec.securityContext as Obj | undefined)?.fsGroup;
+  if (typeof fsGroup !== "number") {
+    throw new Error(
+      `CronJob ${req.namespace}/${req.cronJob}'s pod template sets no securityContext.fsGroup, so the worker's ` +
+        `non-root user could not read the files of Secret ${String(req.passwordsSecret)} (mode 0400, owned by root); ` +
+        "deploy the backup worker of this checkout (its pod sets fsGroup) and run again",
+    );
+  }
+  return {
+    volume: { name: PASSWORDS_VOLUME, secret: { secretName: req.passwordsSecret, defaultMode: 0o400 } },
+    mount: { name: PASSWORDS_VOLUME, mountPath: PASSWORDS_DIR, readOnly: true },
   };
 }
 
@@ -408,6 +582,23 @@ export async function main(argv: string[], io: RestoreJobIo = processIo): Promis
   }
 }
 
+/** What a succeeded Job did, for its one-line report. */
+function succeededWhat(req: RestoreRequest): string {
+  switch (req.command) {
+    case "verify":
+      return `backup ${req.backup} verified`;
+    case "restore-rbac":
+      return req.plan
+        ? `planned the restore of RBAC backup ${req.backup} (nothing was changed; the plan is in the log above)`
+        : `users, roles and grants of RBAC backup ${req.backup} restored`;
+    default:
+      return (
+        `backup ${req.backup} ${req.resume ? "restored (resumed)" : "restored"}` +
+        `${req.target ? ` as ${req.target}` : ""}${req.targetDatabase ? ` in database ${req.targetDatabase}` : ""}`
+      );
+  }
+}
+
 async function runJob(
   req: RestoreRequest,
   context: string,
@@ -422,6 +613,19 @@ async function runJob(
       `restore-job: cannot read CronJob ${req.namespace}/${req.cronJob} for stack ${req.stack} (context ${context}): ${got.stderr.trim()}`,
     );
     return 1;
+  }
+  if (req.passwordsSecret) {
+    // A missing Secret would leave the pod in ContainerCreating until the deadline (hours): check first.
+    // Only the name is printed: the values stay in the cluster.
+    const secret = kubectl(["get", "secret", req.passwordsSecret, "-o", "jsonpath={.metadata.name}"]);
+    if (secret.status !== 0) {
+      io.err(
+        `restore-job: --passwords-secret ${req.passwordsSecret}: cannot read Secret ${req.passwordsSecret} in namespace ${req.namespace} ` +
+          `(context ${context}): ${secret.stderr.trim()}; create it with one key per user (value: the password), e.g. ` +
+          `\`kubectl -n ${req.namespace} create secret generic ${req.passwordsSecret} --from-file=<dir>\``,
+      );
+      return 1;
+    }
   }
   const job = restoreJobFromCronJob(JSON.parse(got.stdout) as Obj, req, now());
   const name = String((job.metadata as Obj).name);
@@ -440,8 +644,9 @@ async function runJob(
     const [succeeded, failed = ""] = st.stdout.split("/");
     const late = now().getTime() > deadline;
     if (succeeded === "1" || (failed !== "" && failed !== "0") || late) {
-      const logs = kubectl(["logs", `job/${name}`, ...(req.command === "list" ? [] : ["--tail", "50"])]);
-      if (req.command === "list" && succeeded === "1") {
+      const listing = LISTINGS.includes(req.command);
+      const logs = kubectl(["logs", `job/${name}`, ...(listing ? [] : ["--tail", "50"])]);
+      if (listing && succeeded === "1") {
         const doc = listedDocument(logs.stdout);
         if (doc === undefined) {
           io.err(
@@ -454,12 +659,19 @@ async function runJob(
       }
       if (logs.stdout.trim() !== "") io.err(logs.stdout.trimEnd());
       if (succeeded === "1") {
-        io.out(
-          req.command === "verify"
-            ? `restore-job: Job ${name} succeeded: backup ${req.backup} verified`
-            : `restore-job: Job ${name} succeeded: backup ${req.backup} restored${req.target ? ` as ${req.target}` : ""}`,
-        );
+        io.out(`restore-job: Job ${name} succeeded: ${succeededWhat(req)}`);
         return 0;
+      }
+      const noPassword =
+        req.command === "restore-rbac" && !late ? usersWithoutPassword(logs.stdout) : undefined;
+      if (noPassword) {
+        const secret = req.passwordsSecret ?? "<name>";
+        io.err(
+          `restore-job: Job ${name}: restore-rbac restored everything of ${req.backup} except ${noPassword.length} user(s) ` +
+            `with no password: ${noPassword.join(", ")}. Add a key named like each user (value: the password) to Secret ` +
+            `${secret} in namespace ${req.namespace} and run again with --passwords-secret ${secret}`,
+        );
+        return 1;
       }
       io.err(
         `restore-job: Job ${name} ${late ? "timed out" : "failed"}; see \`kubectl --context ${context} -n ${req.namespace} logs job/${name}\``,
