@@ -659,7 +659,9 @@ class BlobLease implements Lease {
  * those with HTTP 403, measured).
  */
 export function isReadOnlyRefusal(e: unknown): boolean {
-  return /\b403\b|AuthorizationPermissionMismatch|AuthorizationFailure|read-only|ReadOnly/i.test(describeError(e));
+  return /\b403\b|AuthorizationPermissionMismatch|AuthorizationFailure|read-only|ReadOnly/i.test(
+    describeError(e),
+  );
 }
 
 /** Blob deletes refused by a time-based retention policy or legal hold (WORM). */

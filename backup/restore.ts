@@ -230,14 +230,14 @@ async function restoreLocked(
   const warnings: string[] = [];
   // A failover restores from the primary's read-only geo-secondary: there no progress record can be
   // written, and the restore must go on without one (it then cannot be continued, only run again).
-  let progressKept = true;
+  const progressStore = { kept: true };
   const recordProgress = async () => {
-    if (!progressKept) return;
+    if (!progressStore.kept) return;
     try {
       await saveProgress(store, progressName, progress);
     } catch (e) {
       if (!isReadOnlyRefusal(e)) throw e;
-      progressKept = false;
+      progressStore.kept = false;
       const w = `cannot write the restore's progress record to ${store.location} (${describeError(e)}): the restore goes on, but if it is interrupted it must be run again from the start`;
       warnings.push(w);
       log.warn("restore.progress-unwritable", { collection: target }, w);
@@ -359,7 +359,7 @@ async function restoreLocked(
     if (e instanceof SwapRollbackError) throw e;
     const stoppedOrTransient =
       e instanceof AbortedError || e instanceof StorageUnavailableError || isMilvusUnavailable(e);
-    if (method === "rename" && created && stoppedOrTransient && progressKept) {
+    if (method === "rename" && created && stoppedOrTransient && progressStore.kept) {
       // The partial collection is not the target: keep it and its progress, to be continued.
       throw new WorkerError(
         `restore of ${opts.backupId} into ${target} failed: ${describeError(e)}. State: the partial collection ${work} ` +
@@ -722,7 +722,11 @@ async function acceptsExplicitKeys(milvus: Milvus, def: CollectionDef, name: str
   // here; servers that know it check it in the proxy's insert, milvus internal/proxy/util.go "can not
   // assign primary field data when auto id enabled and allow_insert_auto_id is false"). So one row with
   // a key is inserted into a throwaway collection of the same key type, and the key must come back.
-  return insertKeepsKey(milvus, def, `${name.slice(0, 230)}_autoid_probe`);
+  // A fresh random name: a probe must never share a name with a collection it would then drop.
+  let probe: string;
+  do probe = `${name.slice(0, 220)}_autoid_probe_${randomBytes(4).toString("hex")}`;
+  while (await milvus.exists(probe));
+  return insertKeepsKey(milvus, def, probe);
 }
 
 /** Whether `probe`, an auto-ID collection with allow_insert_auto_id, keeps a key given on insert. */

@@ -40,8 +40,10 @@ export interface BackupProgress {
   database: string;
   /** The manifest's `time` (when the snapshot was taken). */
   time: string;
-  /** The cut the reads are pinned to; null timestamp: the server cannot pin reads (no resume). */
+  /** The cut the reads are pinned to; null timestamp: the reads are not pinned (no resume), `reason` says why. */
   cut: { timestamp: string | null; backupIds: string[]; reason?: string };
+  /** The collection's flush timestamp (kept for the manifest; absent in older records). */
+  flushTimestamp?: string | null;
   /** Whether this server's count(*) honours the cut (backup.ts countPinsTimestamp). */
   countsPinned: boolean;
   schemaSha256: string;

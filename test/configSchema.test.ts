@@ -152,7 +152,7 @@ describe("stack configuration schema", () => {
     );
     assert.match(
       reasons["backup.frobnicate"] ?? "",
-      /expected one of the keys of backup: schedule, retentionDays, immutabilityDays, collections, image\. This program does not read backup\.frobnicate/,
+      /expected one of the keys of backup: schedule, retentionDays, immutabilityDays, collections, databases, image, testRestore\. This program does not read backup\.frobnicate/,
     );
     assert.equal(errors.length, 5, errors.map((e) => e.reason).join("\n"));
   });

@@ -231,9 +231,11 @@ for (const lane of LANES) {
       assert.equal(summary.rows, 330);
       assert.equal(summary.distinctKeys, 330);
       // The key cursor itself drops every row it reads again: nothing reaches the backup's last check.
+      // Where reads are not pinned the re-read of every page matched (page digests sort the fields,
+      // whose order Milvus 2.3.5 varies).
       assert.deepEqual(
         events.filter((e) => e.startsWith("backup.") && e !== "backup.start" && e !== "backup.done"),
-        [],
+        lane.lacks.has("pinnedReads") ? ["backup.rechecked"] : [],
       );
       const id = { backupId: summary.backupId };
       const back = await restore(id.backupId, "--target", `${name}_copy`);
@@ -408,65 +410,60 @@ for (const lane of LANES) {
       assert.equal(await assertSameRows(client, "e_pkey", "e_pkey_copy"), 90);
     });
 
-    // Measured on Milvus 2.3.5: with writes running the backup fails ("read 2182 rows but the snapshot
-    // counted 2380"): a guarantee_timestamp does not pin what count(*) and the queries see (backup/milvus.ts
-    // consistency()), so reads are not pinned to the flush timestamp there.
-    const pinnedIt = lane.name === "milvus-2.3.5" ? it.skip : it;
-    pinnedIt(
-      "f. a backup taken while writes continue holds exactly the rows acknowledged before its flush",
-      async function () {
-        needs(this, lane, "f. pinned reads under writes", "pinnedReads");
-        const seeded = await seedLaneCollection(client, "f_live", 2000);
-        // Insert responses carry the hybrid timestamp the rows were written at (milvus.proto MutationResult
-        // .timestamp); the flush timestamp is on the same clock, so a row is in the backup iff written <= it.
-        const acks: { keys: string[]; ts: bigint; ackMs: number }[] = [];
-        // An object, so the writer loop sees the flag change made after it started.
-        const run = { writing: true };
-        let next = 10_000;
-        const writer = (async () => {
-          while (run.writing) {
-            const keys: string[] = [];
-            const data: RowData[] = [];
-            for (let i = 0; i < 10; i++, next++) {
-              const row = laneRow(next, false);
-              keys.push(row.pk as string);
-              data.push(row);
-            }
-            const ins = await client.insert({ collection_name: "f_live", data });
-            assert.equal(ins.status.code, 0, ins.status.reason);
-            acks.push({ keys, ts: BigInt(ins.timestamp), ackMs: Date.now() });
+    // Milvus 2.3.5 does not read at a given timestamp (its lane lacks pinnedReads, with the measured
+    // reason): it skips there, as on the Lite lanes.
+    it("f. a backup taken while writes continue holds exactly the rows acknowledged before its flush", async function () {
+      needs(this, lane, "f. pinned reads under writes", "pinnedReads");
+      const seeded = await seedLaneCollection(client, "f_live", 2000);
+      // Insert responses carry the hybrid timestamp the rows were written at (milvus.proto MutationResult
+      // .timestamp); the flush timestamp is on the same clock, so a row is in the backup iff written <= it.
+      const acks: { keys: string[]; ts: bigint; ackMs: number }[] = [];
+      // An object, so the writer loop sees the flag change made after it started.
+      const run = { writing: true };
+      let next = 10_000;
+      const writer = (async () => {
+        while (run.writing) {
+          const keys: string[] = [];
+          const data: RowData[] = [];
+          for (let i = 0; i < 10; i++, next++) {
+            const row = laneRow(next, false);
+            keys.push(row.pk as string);
+            data.push(row);
           }
-        })();
-        try {
-          while (acks.length < 3) await new Promise((r) => setTimeout(r, 20));
-          const id = await backup("f_live");
-          // Some writes must land after the cut, or the test would prove nothing.
-          const target = acks.length + 5;
-          while (acks.length < target) await new Promise((r) => setTimeout(r, 20));
-          run.writing = false;
-          await writer;
-          const m = JSON.parse((await store.get(manifestPath(id))).toString()) as Manifest;
-          assert.equal(m.snapshot.method, "flush-timestamp");
-          const cut = BigInt(m.snapshot.flushTimestamp ?? "0");
-          // A hybrid timestamp is physical milliseconds << 18 | a logical counter (Milvus tsoutil).
-          const cutMs = Number(cut >> 18n);
-          const before = acks.filter((a) => a.ts <= cut);
-          const after = acks.filter((a) => a.ts > cut);
-          assert.ok(before.length >= 3, `only ${before.length} inserts before the cut`);
-          assert.ok(after.length >= 1, "no insert after the cut");
-          for (const a of before) assert.ok(a.ackMs >= cutMs - 60_000 && Number(a.ts >> 18n) <= cutMs);
-          const expected = [...seeded, ...before.flatMap((a) => a.keys)].sort();
-          assert.equal(m.rows, expected.length);
-
-          const r = await restore(id, "--target", "f_copy");
-          assert.equal(r.code, 0, r.stderr);
-          assert.deepEqual([...(await readRows(client, "f_copy")).keys()].sort(), expected);
-        } finally {
-          run.writing = false;
-          await writer.catch(() => undefined);
+          const ins = await client.insert({ collection_name: "f_live", data });
+          assert.equal(ins.status.code, 0, ins.status.reason);
+          acks.push({ keys, ts: BigInt(ins.timestamp), ackMs: Date.now() });
         }
-      },
-    );
+      })();
+      try {
+        while (acks.length < 3) await new Promise((r) => setTimeout(r, 20));
+        const id = await backup("f_live");
+        // Some writes must land after the cut, or the test would prove nothing.
+        const target = acks.length + 5;
+        while (acks.length < target) await new Promise((r) => setTimeout(r, 20));
+        run.writing = false;
+        await writer;
+        const m = JSON.parse((await store.get(manifestPath(id))).toString()) as Manifest;
+        assert.equal(m.snapshot.method, "flush-timestamp");
+        const cut = BigInt(m.snapshot.flushTimestamp ?? "0");
+        // A hybrid timestamp is physical milliseconds << 18 | a logical counter (Milvus tsoutil).
+        const cutMs = Number(cut >> 18n);
+        const before = acks.filter((a) => a.ts <= cut);
+        const after = acks.filter((a) => a.ts > cut);
+        assert.ok(before.length >= 3, `only ${before.length} inserts before the cut`);
+        assert.ok(after.length >= 1, "no insert after the cut");
+        for (const a of before) assert.ok(a.ackMs >= cutMs - 60_000 && Number(a.ts >> 18n) <= cutMs);
+        const expected = [...seeded, ...before.flatMap((a) => a.keys)].sort();
+        assert.equal(m.rows, expected.length);
+
+        const r = await restore(id, "--target", "f_copy");
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual([...(await readRows(client, "f_copy")).keys()].sort(), expected);
+      } finally {
+        run.writing = false;
+        await writer.catch(() => undefined);
+      }
+    });
   });
 }
 

@@ -980,6 +980,10 @@ describe("policy: no-root-credentials", () => {
       },
       {
         resource: CRONJOB,
+        message: `CronJob milvus/milvus-backup: initContainer "backup-rbac" env MILVUS_TOKEN reads ${ONLY_ACCESS}`,
+      },
+      {
+        resource: CRONJOB,
         message: `CronJob milvus/milvus-backup: container "prune" env MILVUS_TOKEN reads ${ONLY_ACCESS}`,
       },
     ]);

@@ -1,15 +1,18 @@
 /**
  * Resumable runs: a backup or restore killed with SIGKILL (a real worker process, spawned through the
- * CLI) continues from its last completed chunk when run again with the same id, and ends with every row
- * exactly once; a backup on a server that cannot pin reads refuses to resume, saying why; prune keeps a
- * young partial backup and removes an old one with its progress record. Real Milvus 2.3.5, Milvus Lite
- * 2.5 and Azurite.
+ * CLI) leaves a progress record; a restore continues from its last completed chunk with --resume and ends
+ * with every row exactly once. A backup continues only where its reads were pinned to a timestamp: no
+ * server this machine runs pins reads (Milvus 2.3.5 ignores the timestamp, Milvus Lite has no flush
+ * timestamp), so there `backup --resume` is refused, saying why, and the continuation mechanics are run
+ * on Milvus 2.3.5 with no writes through the test-only option `unpinnedResumeForTestsOnly`, which is
+ * not a claim that such a backup is one point in time. Prune keeps a young partial backup and removes an
+ * old one with its progress record. Real Milvus 2.3.5, Milvus Lite 2.5 and Azurite.
  */
 import * as assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import * as path from "node:path";
 import { DataType, MilvusClient } from "@zilliz/milvus2-sdk-node";
-import { backupCollection, UNPINNED_REASON } from "../backup/backup";
+import { backupCollection, resumeBackup, TIMESTAMP_IGNORED_REASON, UNPINNED_REASON } from "../backup/backup";
 import { AzureBlobStore } from "../backup/blobStore";
 import { listBackups, loadManifest } from "../backup/catalog";
 import { backupPrefix } from "../backup/format";
@@ -125,7 +128,7 @@ describe("resumable backups and restores", function () {
     await Promise.all([s.stop(), standalone.stop()]);
   });
 
-  it("continues a backup killed with SIGKILL from its last chunk, at its cut", async function () {
+  it("Milvus 2.3.5: refuses to resume a backup killed with SIGKILL (reads not pinned); the test-only option continues it", async function () {
     const w = spawnWorker(["backup", "--collection", "big", "--chunk-size-mib", "0.1"], standaloneEnv);
     // Killed once a few chunks are recorded, as an evicted pod would be.
     const record = await until("a progress record with 3 chunks", async () => {
@@ -139,7 +142,13 @@ describe("resumable backups and restores", function () {
     w.child.kill("SIGKILL");
     assert.equal(await w.exited, "SIGKILL", w.stderr());
     backupId = record.backupId;
-    assert.match(record.cut.timestamp ?? "", /^\d{18}$/);
+    // Milvus 2.3.5 does not read at a given timestamp: the record has no cut, says why, keeps the flush.
+    assert.deepEqual(record.cut, {
+      timestamp: null,
+      backupIds: [backupId],
+      reason: TIMESTAMP_IGNORED_REASON,
+    });
+    assert.match(record.flushTimestamp ?? "", /^\d{18}$/);
     // Not listed, not restorable.
     assert.ok(!(await listBackups(store, "big")).some((b) => b.backupId === backupId));
     const early = await runCli(["restore", "--backup", backupId, "--target", "nope"], standaloneEnv);
@@ -147,16 +156,50 @@ describe("resumable backups and restores", function () {
     assert.match(lastLine(early.stderr), /is incomplete \(interrupted before its manifest was written\)/);
 
     await waitForLock("big");
-    const r = await runCli(["backup", "--resume", backupId, "--json"], standaloneEnv);
-    assert.equal(r.code, 0, r.stderr);
+    const refused = await runCli(["backup", "--resume", backupId], standaloneEnv);
+    assert.equal(refused.code, 1);
+    assert.equal(
+      lastLine(refused.stderr),
+      `error: backup --resume ${backupId} refused: ${TIMESTAMP_IGNORED_REASON}; rows read before and after the ` +
+        "interruption would come from different points in time. Start a new backup instead (backup --collection big).",
+    );
+    // The refusal changed nothing: the record is as the killed run left it, or later.
+    assert.ok(((await loadBackupProgress(store, backupId))?.chunks.length ?? 0) >= record.chunks.length);
+
+    // The continuation mechanics, with nothing writing to "big" (test-only: not one point in time).
+    const lines: string[] = [];
+    const log = new Log({ write: (t: string) => (lines.push(t), true) });
+    const milvus = await Milvus.connect({
+      address: standalone.address,
+      token: standalone.rootToken,
+      tls: false,
+    });
+    try {
+      await resumeBackup(milvus, store, backupId, log, { unpinnedResumeForTestsOnly: true });
+    } finally {
+      await milvus.close();
+    }
     // It continued (did not start over): the resume names the chunks it kept.
-    const resumed = r.stderr.split("\n").find((l) => l.includes('"backup.resume"')) ?? "";
+    const resumed =
+      lines
+        .join("")
+        .split("\n")
+        .find((l) => l.includes('"backup.resume"')) ?? "";
     const kept = Number(/"chunksDone":(\d+)/.exec(resumed)?.[1] ?? -1);
     assert.ok(kept >= record.chunks.length, resumed);
+    // The part read after the interruption was read again and matched.
+    assert.equal(
+      lines
+        .join("")
+        .split("\n")
+        .filter((l) => l.includes('"backup.rechecked"')).length,
+      1,
+    );
     const m = await loadManifest(store, backupId);
     assert.equal(m.rows, ROWS);
     assert.equal(m.distinctKeys, ROWS);
-    assert.deepEqual(m.cut, { timestamp: record.cut.timestamp, backupIds: [backupId] });
+    assert.deepEqual(m.cut, { timestamp: null, backupIds: [backupId], reason: TIMESTAMP_IGNORED_REASON });
+    assert.deepEqual(m.snapshot, { flushTimestamp: record.flushTimestamp, method: "count-recheck" });
     // The chunks written before the kill are the manifest's first chunks, unchanged.
     assert.deepEqual(
       m.chunks.slice(0, record.chunks.length).map((c) => c.sha256),

@@ -317,10 +317,10 @@ describe("test-restore against Milvus Lite and Azurite", function () {
 
   it("lets a plain failover restore run from the read-only container (no lock, no progress record)", async function () {
     const readOnly = readOnlyConnectionString(s.azurite.blobEndpoint);
-    const r = await runCli(
-      ["restore", "--backup", ids.tr_int ?? "", "--target", "tr_int_failover", "--json"],
-      { ...s.env, AZURE_STORAGE_CONNECTION_STRING: readOnly },
-    );
+    const r = await runCli(["restore", "--backup", ids.tr_int, "--target", "tr_int_failover", "--json"], {
+      ...s.env,
+      AZURE_STORAGE_CONNECTION_STRING: readOnly,
+    });
     try {
       assert.equal(r.code, 0, r.stderr);
       const summary = r.json as { rows: number; warnings: string[] };

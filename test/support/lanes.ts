@@ -3,7 +3,13 @@
  * The reasons are what was measured on that server; `probeFeature` measures each feature again, and
  * test/lanes.test.ts checks that a lane lacks exactly what it claims, so a claim cannot go stale.
  */
-import { ConsistencyLevelEnum, DataType, FunctionType, MilvusClient } from "@zilliz/milvus2-sdk-node";
+import {
+  ConsistencyLevelEnum,
+  DataType,
+  FunctionType,
+  MilvusClient,
+  promisify,
+} from "@zilliz/milvus2-sdk-node";
 import {
   startMilvusLite,
   startMilvusLitePy,
@@ -112,6 +118,10 @@ export const LANES: readonly Lane[] = [
       return { address: s.address, token: s.rootToken, stop: () => s.stop() };
     },
     lacks: new Map<Feature, string>([
+      [
+        "pinnedReads",
+        `${STANDALONE} does not read at a given timestamp: an iterator query at 1 ms after the epoch returns today's rows (measured; backup.ts readsPinTimestamp)`,
+      ],
       [
         "nullable",
         `${STANDALONE} accepts nullable fields and ignores them: describe says nullable false (measured)`,
@@ -242,7 +252,32 @@ export async function probeFeature(c: MilvusClient, feature: Feature): Promise<b
         await c.insert({ collection_name: name, data: [{ id: 1, v: [1, 2] }] });
         const f = await c.flush({ collection_names: [name] });
         const ts = (f as unknown as { coll_flush_ts?: Record<string, string> }).coll_flush_ts?.[name];
-        return ts !== undefined && ts !== "0";
+        if (ts === undefined || ts === "0") return false;
+        // Reads must also happen AT a given timestamp: a one-row iterator page at 1 ms after the epoch
+        // (hybrid timestamp 1 << 18) is empty where they do (Milvus 2.5, internal/proxy/task_query.go
+        // PreExecute) and holds today's row where the timestamp only makes the read wait (Milvus 2.3.5).
+        await loaded(c, name);
+        const ids = async (at: string | null) => {
+          const res = (await promisify(
+            c.channelPool,
+            "Query",
+            {
+              collection_name: name,
+              expr: "",
+              output_fields: ["id"],
+              query_params: [
+                { key: "limit", value: "1" },
+                { key: "iterator", value: "True" },
+              ],
+              ...(at === null
+                ? { consistency_level: 0, use_default_consistency: false }
+                : { guarantee_timestamp: at, consistency_level: 4, use_default_consistency: false }),
+            },
+            30_000,
+          )) as { fields_data?: { scalars?: { long_data?: { data?: unknown[] } } }[] };
+          return res.fields_data?.[0]?.scalars?.long_data?.data?.length ?? 0;
+        };
+        return (await ids(null)) === 1 && (await ids(String(1n << 18n))) === 0;
       }
       case "databases": {
         await c.createDatabase({ db_name: name });
