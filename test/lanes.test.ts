@@ -5,14 +5,22 @@
  */
 import * as assert from "node:assert/strict";
 import { ConsistencyLevelEnum, DataType, MilvusClient, type RowData } from "@zilliz/milvus2-sdk-node";
-import { AzureBlobStore } from "../backup/blobStore";
+import type { AzureBlobStore } from "../backup/blobStore";
 import { manifestPath, type Manifest } from "../backup/format";
 import { backupCollection } from "../backup/backup";
 import { Log } from "../backup/log";
 import { dialectOf, Milvus, pyliteQuote } from "../backup/milvus";
-import { startAzurite, type AzuriteServer } from "../tools/local-servers";
 import { awkwardKey } from "./support/awkwardKeys";
-import { clientFor, FEATURES, LANES, needs, probeFeature, type Lane, type LaneServer } from "./support/lanes";
+import {
+  FEATURES,
+  LANES,
+  needs,
+  probeFeature,
+  startLaneEnv,
+  type Lane,
+  type LaneEnv,
+  type LaneServer,
+} from "./support/lanes";
 import { runCli } from "./support/workerEnv";
 
 type Row = Record<string, unknown>;
@@ -122,27 +130,18 @@ for (const lane of LANES) {
   describe(`server lane ${lane.name}`, function () {
     this.timeout(180_000);
     let server: LaneServer;
-    let azurite: AzuriteServer;
+    let lanes: LaneEnv;
     let client: MilvusClient;
     let env: NodeJS.ProcessEnv;
     let store: AzureBlobStore;
 
     before(async function () {
-      [server, azurite] = await Promise.all([lane.start(), startAzurite()]);
-      client = clientFor(server);
-      env = {
-        PATH: process.env.PATH,
-        MILVUS_ADDRESS: server.address,
-        ...(server.token ? { MILVUS_TOKEN: server.token } : {}),
-        BACKUP_CONTAINER: "backups",
-        AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString,
-      };
-      store = new AzureBlobStore({ container: "backups", connectionString: azurite.connectionString });
+      lanes = await startLaneEnv(lane);
+      ({ server, client, env, store } = lanes);
     });
 
     after(async function () {
-      await client.closeConnection().catch(() => undefined);
-      await Promise.all([server.stop(), azurite.stop()]);
+      await lanes.stop();
     });
 
     async function backup(collection: string): Promise<string> {

@@ -7,9 +7,8 @@ import * as assert from "node:assert/strict";
 import { ConsistencyLevelEnum, DataType, MilvusClient } from "@zilliz/milvus2-sdk-node";
 import { columnSpecs } from "../backup/columns";
 import { manifestPath, type Manifest } from "../backup/format";
-import { AzureBlobStore } from "../backup/blobStore";
-import { startAzurite, type AzuriteServer } from "../tools/local-servers";
-import { bm25Schema, clientFor, LANES, needs, type LaneServer } from "./support/lanes";
+import type { AzureBlobStore } from "../backup/blobStore";
+import { bm25Schema, LANES, needs, startLaneEnv, type LaneEnv } from "./support/lanes";
 import { runCli } from "./support/workerEnv";
 
 async function rowsOf(client: MilvusClient, name: string, fields: string[]) {
@@ -31,28 +30,18 @@ async function rowsOf(client: MilvusClient, name: string, fields: string[]) {
 for (const lane of LANES) {
   describe(`schema features on server lane ${lane.name}`, function () {
     this.timeout(180_000);
-    let server: LaneServer;
-    let azurite: AzuriteServer;
+    let lanes: LaneEnv;
     let client: MilvusClient;
     let env: NodeJS.ProcessEnv;
     let store: AzureBlobStore;
 
     before(async function () {
-      [server, azurite] = await Promise.all([lane.start(), startAzurite()]);
-      client = clientFor(server);
-      env = {
-        PATH: process.env.PATH,
-        MILVUS_ADDRESS: server.address,
-        ...(server.token ? { MILVUS_TOKEN: server.token } : {}),
-        BACKUP_CONTAINER: "backups",
-        AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString,
-      };
-      store = new AzureBlobStore({ container: "backups", connectionString: azurite.connectionString });
+      lanes = await startLaneEnv(lane);
+      ({ client, env, store } = lanes);
     });
 
     after(async function () {
-      await client.closeConnection().catch(() => undefined);
-      await Promise.all([server.stop(), azurite.stop()]);
+      await lanes.stop();
     });
 
     async function roundTrip(name: string) {

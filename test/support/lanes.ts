@@ -10,9 +10,12 @@ import {
   MilvusClient,
   promisify,
 } from "@zilliz/milvus2-sdk-node";
+import { AzureBlobStore } from "../../backup/blobStore";
 import {
+  startAzurite,
   startMilvusLite,
   startMilvusLitePy,
+  type AzuriteServer,
   startMilvusStandalone,
   MILVUS_LITE_PY_VERSION,
   MILVUS_STANDALONE_VERSION,
@@ -405,4 +408,38 @@ export function needs(ctx: Mocha.Context, lane: Lane, scenario: string, ...featu
       ctx.skip();
     }
   }
+}
+
+/** A lane's server and an Azurite beside it, with what the worker's command line needs to reach both. */
+export interface LaneEnv {
+  server: LaneServer;
+  azurite: AzuriteServer;
+  client: MilvusClient;
+  /** Environment of a worker run against this lane (runCli). */
+  env: NodeJS.ProcessEnv;
+  store: AzureBlobStore;
+  stop(): Promise<void>;
+}
+
+/** Starts a lane's server and Azurite (once per describe: the servers take seconds to start). */
+export async function startLaneEnv(lane: Lane): Promise<LaneEnv> {
+  const [server, azurite] = await Promise.all([lane.start(), startAzurite()]);
+  const client = clientFor(server);
+  return {
+    server,
+    azurite,
+    client,
+    env: {
+      PATH: process.env.PATH,
+      MILVUS_ADDRESS: server.address,
+      ...(server.token ? { MILVUS_TOKEN: server.token } : {}),
+      BACKUP_CONTAINER: "backups",
+      AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString,
+    },
+    store: new AzureBlobStore({ container: "backups", connectionString: azurite.connectionString }),
+    stop: async () => {
+      await client.closeConnection().catch(() => undefined);
+      await Promise.all([server.stop(), azurite.stop()]);
+    },
+  };
 }
